@@ -1,0 +1,1 @@
+"""The Patient Registry HTTP API."""

@@ -1,0 +1,42 @@
+"""JSON responses and the one error body every failure of the API is answered with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette import responses
+
+
+class JSONResponse(responses.JSONResponse):
+    # json-server's media type, charset included; some clients compare the header verbatim.
+    media_type = "application/json; charset=utf-8"
+
+
+class ApiError(Exception):
+    """An expected failure of a request, turned into an error body by the app's one mapping."""
+
+    def __init__(
+        self,
+        status_code: int,
+        error_code: str,
+        detail: str,
+        field_errors: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.detail = detail
+        self.field_errors = dict(field_errors or {})
+
+
+def error_response(
+    error: ApiError, request_id: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """`{"detail": ..., "error_code": ..., "field_errors": {...}, "request_id": ...}`."""
+    body: dict[str, Any] = {"detail": error.detail, "error_code": error.error_code}
+    if error.field_errors:
+        body["field_errors"] = error.field_errors
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=error.status_code, headers=headers)

@@ -1,0 +1,158 @@
+"""Settings.from_environ(environ): the only place that reads the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from collections.abc import Mapping
+
+ENVIRONMENTS = ("development", "production")
+DEFAULT_DATABASE_URL = "postgresql://registry:registry-local-dev@127.0.0.1:5432/registry"
+# Passwords that only ever appear in examples and local defaults; production refuses them.
+PLACEHOLDER_PASSWORDS = frozenset(
+    {"", "changeme", "change-me", "password", "postgres", "secret", "registry-local-dev"}
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing, malformed or unsafe."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    environment: str = "development"
+    cors_origins: tuple[str, ...] = ("*",)
+    cors_allow_credentials: bool = True
+    log_level: str = "INFO"
+    db_pool_min: int = 0
+    db_pool_max: int = 10
+    db_timeout_seconds: float = 5.0
+    health_timeout_seconds: float = 2.0
+    shutdown_timeout_seconds: float = 10.0
+    max_body_bytes: int = 1_048_576
+    db_wait_seconds: float = 60.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        get = environ.get
+        settings = cls(
+            database_url=normalize_database_url(get("DATABASE_URL", DEFAULT_DATABASE_URL)),
+            environment=_choice("APP_ENV", get("APP_ENV", "development"), ENVIRONMENTS),
+            cors_origins=_origins(get("CORS_ORIGINS", "*")),
+            cors_allow_credentials=_bool(
+                "CORS_ALLOW_CREDENTIALS", get("CORS_ALLOW_CREDENTIALS", "true")
+            ),
+            log_level=_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO").upper(), LOG_LEVELS),
+            db_pool_min=_int("DB_POOL_MIN", get("DB_POOL_MIN", "0"), minimum=0),
+            db_pool_max=_int("DB_POOL_MAX", get("DB_POOL_MAX", "10"), minimum=1),
+            db_timeout_seconds=_float("DB_TIMEOUT_SECONDS", get("DB_TIMEOUT_SECONDS", "5")),
+            health_timeout_seconds=_float(
+                "HEALTH_TIMEOUT_SECONDS", get("HEALTH_TIMEOUT_SECONDS", "2")
+            ),
+            max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "1048576"), minimum=1),
+            db_wait_seconds=_float("DB_WAIT_SECONDS", get("DB_WAIT_SECONDS", "60")),
+        )
+        settings.check()
+        return settings
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    def check(self) -> None:
+        """Refuse combinations that are unsafe or contradictory."""
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if not self.production:
+            return
+        if "*" in self.cors_origins:
+            raise SettingsError(
+                "CORS_ORIGINS must list the allowed origins explicitly when APP_ENV=production"
+            )
+        password = urllib.parse.urlsplit(self.database_url).password or ""
+        if password in PLACEHOLDER_PASSWORDS:
+            raise SettingsError(
+                "DATABASE_URL uses a placeholder password; set a real one for APP_ENV=production"
+            )
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URL forms Render and libpq hand out and return the plain `postgresql://` form.
+
+    >>> normalize_database_url("postgres://u:p@h:5432/db")
+    'postgresql://u:p@h:5432/db'
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgres", "postgresql"):
+        raise SettingsError(
+            "DATABASE_URL must start with postgresql:// or postgres:// "
+            f"(got {parts.scheme or 'no scheme'}://)"
+        )
+    if not parts.hostname and "host=" not in parts.query:
+        raise SettingsError("DATABASE_URL has no host")
+    if not parts.path.strip("/"):
+        raise SettingsError("DATABASE_URL has no database name")
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def with_driver(url: str, driver: str) -> str:
+    """`postgresql://...` -> `postgresql+<driver>://...` for libraries that want a dialect."""
+    return url.replace("postgresql://", f"postgresql+{driver}://", 1)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, safe for log lines and error messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"CORS_ORIGINS entry {origin!r} must start with http:// or https://"
+            )
+    return origins
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)} (got {raw!r})")
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false (got {raw!r})")
+
+
+def _int(name: str, raw: str, *, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum} (got {value})")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds (got {raw!r})") from None
+    if not 0 < value <= 3600:
+        raise SettingsError(f"{name} must be between 0 and 3600 seconds (got {value})")
+    return value

@@ -1,0 +1,1 @@
+"""Applies the yoyo SQL migrations under a PostgreSQL advisory lock."""

@@ -1,0 +1,1 @@
+"""Imports a json-server db.json into the patients table."""

@@ -1,0 +1,45 @@
+"""Shared by the integration tests: run our entry points as a person would, and look at tables."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SAMPLE_DB_JSON = REPO / "seed" / "db.json"
+UNREACHABLE_URL = "postgresql://registry:registry@127.0.0.1:9/registry"
+
+
+def run_module(
+    module: str, *args: str, database_url: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m module args...` from the repository root with DATABASE_URL set."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": database_url, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row) as connection:
+        return connection.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+def execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(statement, params)  # type: ignore[arg-type]
+
+
+def table_exists(url: str, name: str) -> bool:
+    return bool(query(url, "SELECT 1 FROM pg_tables WHERE tablename = %s", (name,)))

@@ -1,0 +1,119 @@
+import json
+import pathlib
+
+import pytest
+
+from tests.integration.helpers import SAMPLE_DB_JSON, UNREACHABLE_URL, query, run_module
+
+SAMPLE = json.loads(SAMPLE_DB_JSON.read_text(encoding="utf-8"))["patients"]
+
+
+def stored_ids(url: str) -> list[int]:
+    return [row["id"] for row in query(url, "SELECT id FROM patients ORDER BY storage_order")]
+
+
+def test_seed_imports_the_sample_keeping_ids_and_file_order(migrated_database_url: str) -> None:
+    result = run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+
+    assert result.returncode == 0, result.stderr
+    assert f"{len(SAMPLE)} inserted, 0 already present" in result.stdout
+    assert stored_ids(migrated_database_url) == [record["id"] for record in SAMPLE]
+
+
+def test_seed_twice_changes_nothing(migrated_database_url: str) -> None:
+    run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+    before = query(migrated_database_url, "SELECT * FROM patients ORDER BY id")
+    again = run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+
+    assert again.returncode == 0, again.stderr
+    assert f"0 inserted, {len(SAMPLE)} already present" in again.stdout
+    assert query(migrated_database_url, "SELECT * FROM patients ORDER BY id") == before
+
+
+def test_seed_moves_the_id_sequence_past_the_highest_id(
+    migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    db_json = tmp_path / "db.json"
+    db_json.write_text(json.dumps({"patients": [{"id": 900, "patientID": "X", "name": "Y"}]}))
+    run_module("seed", str(db_json), database_url=migrated_database_url)
+
+    next_id = query(
+        migrated_database_url,
+        "INSERT INTO patients (patient_id, name) VALUES ('NEXT', 'N') RETURNING id",
+    )
+    assert next_id == [{"id": 901}]
+
+
+def test_seed_keeps_extra_fields_and_unicode_verbatim(migrated_database_url: str) -> None:
+    run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+    with_extra = [
+        record
+        for record in SAMPLE
+        if set(record)
+        - {"id", "patientID", "name", "age", "gender", "medicalCondition", "lastVisit"}
+    ]
+    assert with_extra, "the sample must carry a record with an extra field"
+    for record in with_extra:
+        extra = {key: record[key] for key in record if key in ("email", "insurance")}
+        row = query(
+            migrated_database_url, "SELECT extra FROM patients WHERE id = %s", (record["id"],)
+        )
+        assert row[0]["extra"] == extra
+    names = {row["name"] for row in query(migrated_database_url, "SELECT name FROM patients")}
+    assert names == {record["name"] for record in SAMPLE}
+    assert any(not name.isascii() for name in names)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b'{"patients": [', "not valid JSON", id="truncated JSON"),
+        pytest.param(b"\xff\xfe\x00", "not UTF-8", id="not UTF-8"),
+        pytest.param(b'[{"id": 1}]', "top level", id="a top-level array"),
+        pytest.param(b'{"posts": []}', 'no "patients" array', id="no patients"),
+        pytest.param(
+            b'{"patients": [{"id": 1, "patientID": "A", "name": "B"}, {"id": 2, "name": "C"}]}',
+            "patients[1]: invalid patient: patientID: is required",
+            id="one invalid record among valid ones",
+        ),
+        pytest.param(
+            b'{"patients": [42]}', "must be a JSON object", id="a record that is no object"
+        ),
+    ],
+)
+def test_seed_refuses_a_bad_file_and_writes_nothing(
+    migrated_database_url: str, tmp_path: pathlib.Path, content: bytes, message: str
+) -> None:
+    db_json = tmp_path / "db.json"
+    db_json.write_bytes(content)
+    result = run_module("seed", str(db_json), database_url=migrated_database_url)
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert stored_ids(migrated_database_url) == []
+
+
+def test_seed_accepts_a_utf8_bom(migrated_database_url: str, tmp_path: pathlib.Path) -> None:
+    db_json = tmp_path / "db.json"
+    db_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"patients": SAMPLE[:2]}).encode())
+    result = run_module("seed", str(db_json), database_url=migrated_database_url)
+
+    assert result.returncode == 0, result.stderr
+    assert stored_ids(migrated_database_url) == [SAMPLE[0]["id"], SAMPLE[1]["id"]]
+
+
+def test_seed_names_a_missing_file(migrated_database_url: str) -> None:
+    result = run_module("seed", "/nonexistent/db.json", database_url=migrated_database_url)
+
+    assert result.returncode == 1
+    assert "cannot read /nonexistent/db.json" in result.stderr
+
+
+def test_seed_gives_up_on_an_unreachable_database() -> None:
+    result = run_module(
+        "seed", str(SAMPLE_DB_JSON), database_url=UNREACHABLE_URL, DB_WAIT_SECONDS="2"
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["seed: error: database not reachable after 2 s"]

@@ -1,0 +1,119 @@
+import datetime
+from typing import Any
+
+import pytest
+
+from api import patients
+
+
+def make_record(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": 1,
+        "patientID": "P001",
+        "name": "John Doe",
+        "age": 45,
+        "gender": "Male",
+        "medicalCondition": "Hypertension",
+        "lastVisit": "2024-01-15",
+    }
+    record.update(overrides)
+    return record
+
+
+def round_trip(record: dict[str, Any]) -> dict[str, Any]:
+    row = patients.to_row(record)
+    stored = {
+        "id": row.id,
+        "patient_id": row.patient_id,
+        "name": row.name,
+        "age": row.age,
+        "gender": row.gender,
+        "medical_condition": row.medical_condition,
+        "last_visit": row.last_visit,
+        "extra": row.extra,
+    }
+    return patients.to_wire(stored)
+
+
+def test_to_row_splits_known_fields_into_typed_columns() -> None:
+    row = patients.to_row(make_record())
+    assert row == patients.PatientRow(
+        id=1,
+        patient_id="P001",
+        name="John Doe",
+        age=45,
+        gender="Male",
+        medical_condition="Hypertension",
+        last_visit=datetime.date(2024, 1, 15),
+        extra={},
+    )
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(make_record(), id="a complete record"),
+        pytest.param(make_record(email="a@example.com"), id="an extra top-level field"),
+        pytest.param(
+            make_record(insurance={"provider": "Aetna", "plan": {"tier": [1, 2]}}),
+            id="a nested extra field",
+        ),
+        pytest.param(make_record(age=None, lastVisit=None), id="explicit nulls in typed fields"),
+        pytest.param({"id": 5, "patientID": "P5", "name": "Only"}, id="only the required fields"),
+        pytest.param(make_record(name="Zoë Ørsted"), id="a unicode name"),
+    ],
+)
+def test_to_wire_gives_back_exactly_what_to_row_took(record: dict[str, Any]) -> None:
+    assert round_trip(record) == record
+
+
+def test_null_and_missing_stay_different() -> None:
+    with_null = round_trip(make_record(age=None))
+    without = round_trip({key: value for key, value in make_record().items() if key != "age"})
+    assert with_null["age"] is None
+    assert "age" not in without
+
+
+@pytest.mark.parametrize("falsy_id", [None, 0, False, ""])
+def test_a_falsy_id_means_assign_one_as_json_server_does(falsy_id: object) -> None:
+    assert patients.to_row(make_record(id=falsy_id)).id is None
+
+
+def test_a_missing_id_means_assign_one() -> None:
+    record = make_record()
+    del record["id"]
+    assert patients.to_row(record).id is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        pytest.param({"id": "abc"}, "id", "positive whole number", id="a string id"),
+        pytest.param({"id": -3}, "id", "positive whole number", id="a negative id"),
+        pytest.param({"id": 1.5}, "id", "positive whole number", id="a fractional id"),
+        pytest.param({"id": 2**63}, "id", "positive whole number", id="an id past bigint"),
+        pytest.param({"patientID": "  "}, "patientID", "must not be empty", id="a blank patientID"),
+        pytest.param({"patientID": 7}, "patientID", "must be a string", id="a numeric patientID"),
+        pytest.param({"name": None}, "name", "must be a string", id="a null name"),
+        pytest.param({"name": "x" * 201}, "name", "at most 200", id="a name too long"),
+        pytest.param({"age": "45"}, "age", "whole number", id="age as a string"),
+        pytest.param({"age": True}, "age", "whole number", id="age as a boolean"),
+        pytest.param({"age": 151}, "age", "whole number", id="age past the range"),
+        pytest.param({"age": 45.5}, "age", "whole number", id="a fractional age"),
+        pytest.param({"lastVisit": "2024-02-30"}, "lastVisit", "YYYY-MM-DD", id="no such day"),
+        pytest.param({"lastVisit": "15/01/2024"}, "lastVisit", "YYYY-MM-DD", id="another format"),
+        pytest.param({"lastVisit": "2024-1-5"}, "lastVisit", "YYYY-MM-DD", id="unpadded"),
+        pytest.param({"gender": 1}, "gender", "must be a string", id="a numeric gender"),
+    ],
+)
+def test_to_row_names_the_bad_field(overrides: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(patients.InvalidPatient) as raised:
+        patients.to_row(make_record(**overrides))
+    assert list(raised.value.field_errors) == [field]
+    assert message in raised.value.field_errors[field]
+
+
+def test_to_row_reports_every_error_at_once() -> None:
+    with pytest.raises(patients.InvalidPatient) as raised:
+        patients.to_row({"age": "old", "lastVisit": "soon"})
+    assert set(raised.value.field_errors) == {"patientID", "name", "age", "lastVisit"}
