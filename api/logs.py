@@ -17,8 +17,13 @@ ACCESS = logging.getLogger("api.access")
 REQUEST_ID_HEADER = "x-request-id"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
-STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-CONFIGURED_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+# uvicorn's `color_message` repeats the message with terminal escapes.
+STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+CONFIGURED_LOGGERS = ("", "uvicorn", "uvicorn.error")
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +43,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
-    """Send every log line, uvicorn's included, to stderr as JSON."""
+    """Send every log line, uvicorn's included, to stderr as JSON.
+
+    uvicorn's own access line is silenced: RequestContextMiddleware logs a structured one.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     for name in CONFIGURED_LOGGERS:
@@ -46,6 +54,7 @@ def configure(level: str) -> None:
         logger.handlers = [handler] if name == "" else []
         logger.propagate = name != ""
         logger.setLevel(level)
+    logging.getLogger("uvicorn.access").disabled = True
 
 
 class RequestContextMiddleware:

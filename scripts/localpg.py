@@ -17,7 +17,6 @@ import shlex
 import shutil
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import tarfile
@@ -394,81 +393,14 @@ def throwaway_cluster(cache_dir: pathlib.Path) -> Iterator[Cluster]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise LocalPgError("PostgreSQL closed the connection unexpectedly")
-        data += chunk
-    return data
-
-
-def _read_message(sock: socket.socket) -> tuple[bytes, bytes]:
-    header = _read_exact(sock, 5)
-    (length,) = struct.unpack("!I", header[1:])
-    return header[:1], _read_exact(sock, length - 4)
-
-
-def _error_text(body: bytes) -> str:
-    fields = {field[:1]: field[1:].decode(errors="replace") for field in body.split(b"\0") if field}
-    return fields.get(b"M", "unknown error")
-
-
-def _first_values(sock: socket.socket) -> list[str]:
-    values: list[str] = []
-    while True:
-        kind, body = _read_message(sock)
-        if kind == b"Z":
-            return values
-        if kind == b"E":
-            raise LocalPgError(f"PostgreSQL error: {_error_text(body)}")
-        if kind == b"R" and body[:4] != b"\0\0\0\0":
-            raise LocalPgError("PostgreSQL asked for a password; expected trust authentication")
-        if kind == b"D":
-            (length,) = struct.unpack("!i", body[2:6])
-            values.append(body[6 : 6 + max(length, 0)].decode())
-
-
-def query_first_column(cluster: Cluster, sql: str, database: str = "postgres") -> list[str]:
-    """Run sql over TCP with the simple-query protocol and return the first column of each row."""
-    pairs = ("user", "postgres", "database", database)
-    params = b"".join(item.encode() + b"\0" for item in pairs) + b"\0"
-    query = sql.encode() + b"\0"
-    with socket.create_connection((cluster.host, cluster.port), timeout=30) as sock:
-        sock.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
-        _first_values(sock)
-        sock.sendall(b"Q" + struct.pack("!I", 4 + len(query)) + query)
-        values = _first_values(sock)
-        sock.sendall(b"X" + struct.pack("!I", 4))
-    return values
-
-
-def _selfcheck(cache_dir: pathlib.Path) -> None:
-    with throwaway_cluster(cache_dir) as cluster:
-        print(f"binaries: {cluster.bin_dir} ({_postgres_version(cluster.bin_dir)})")
-        print(f"cluster: {cluster.url()} (data {cluster.data_dir})")
-        version = query_first_column(cluster, "SELECT version()")[0]
-        print(f"SELECT version(): {version}")
-        if not version.startswith(f"PostgreSQL {PG_MAJOR}."):
-            raise LocalPgError(f"server reports {version!r}, not PostgreSQL {PG_MAJOR}")
-        workdir = cluster.data_dir.parent
-    if workdir.exists():
-        raise LocalPgError(f"throwaway cluster directory {workdir} was not removed")
-    print("selfcheck ok")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `binaries` prints the bin dir, `selfcheck` runs a throwaway cluster."""
+    """Command line: print the bin dir of PostgreSQL 17, downloading it once into --cache-dir."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["binaries", "selfcheck"])
+    parser.add_argument("command", choices=["binaries"])
     parser.add_argument("--cache-dir", type=pathlib.Path, required=True)
     args = parser.parse_args(argv)
     try:
-        if args.command == "binaries":
-            print(ensure_binaries(args.cache_dir))
-        else:
-            _selfcheck(args.cache_dir)
+        print(ensure_binaries(args.cache_dir))
     except LocalPgError as exc:
         print(f"localpg: error: {exc}", file=sys.stderr)
         return 1

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
-import docker
 import psycopg
 import pytest
 from psycopg import sql
@@ -26,25 +26,44 @@ NO_SKIP_VARIABLE = "REGISTRY_TESTS_NO_SKIP"
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """With REGISTRY_TESTS_NO_SKIP=1 (as in CI) a skipped test fails, and says why it skipped."""
     report: pytest.TestReport = yield
     if report.skipped and os.environ.get(NO_SKIP_VARIABLE) == "1":
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped, which {NO_SKIP_VARIABLE}=1 forbids: {reason}"
-    return report  # type: ignore[return-value]
+    return report
 
 
 def docker_answers() -> bool:
+    """True when a Docker engine answers `GET /_ping` within 3 s on DOCKER_HOST (unix or tcp)."""
     try:
-        client = docker.from_env(timeout=3)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
+        with _docker_connection(
+            os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        ) as sock:
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.")
+    except (OSError, ValueError):
         return False
+
+
+def _docker_connection(host: str) -> socket.socket:
+    if host.startswith("tcp://"):
+        address, _, port = host.removeprefix("tcp://").partition(":")
+        return socket.create_connection((address, int(port or 2375)), timeout=3)
+    if not host.startswith("unix://"):
+        raise ValueError(f"unsupported DOCKER_HOST {host}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(3)
+    try:
+        sock.connect(host.removeprefix("unix://"))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @pytest.fixture(scope="session")

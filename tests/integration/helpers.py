@@ -33,12 +33,12 @@ def run_module(
 
 def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     with psycopg.connect(url, row_factory=dict_row) as connection:
-        return connection.execute(statement, params).fetchall()  # type: ignore[arg-type]
+        return connection.execute(statement, params).fetchall()
 
 
 def execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(statement, params)  # type: ignore[arg-type]
+        connection.execute(statement, params)
 
 
 def table_exists(url: str, name: str) -> bool:

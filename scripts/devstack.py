@@ -1,0 +1,121 @@
+"""The native stack behind scripts/dev: local PostgreSQL 17, migrator, seed, then uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+import psycopg
+from psycopg import sql
+
+import localpg
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+CACHE_DIR = REPO / ".cache" / "pg17"
+STATE_DIR = pathlib.Path(os.environ.get("DEV_STATE_DIR", REPO / ".local"))
+DATABASE = "registry"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cluster = localpg.Cluster(
+        bin_dir=localpg.ensure_binaries(CACHE_DIR), data_dir=STATE_DIR / "pgdata", port=args.pg_port
+    )
+    started_here = _start(cluster)
+    try:
+        url = _ensure_database(cluster)
+        env = {**os.environ, "DATABASE_URL": url}
+        _run([sys.executable, "-m", "migrator"], env)
+        _run([sys.executable, "-m", "seed", args.seed_file], env)
+        _say(f"PostgreSQL 17 at {url}")
+        _say(f"Patient Registry API at http://{args.host}:{args.port}/patients (Ctrl-C stops)")
+        return _serve(args, env)
+    except subprocess.CalledProcessError as error:
+        _say(f"{' '.join(error.cmd[1:3])} failed with exit code {error.returncode}")
+        return 1
+    finally:
+        if started_here:
+            cluster.stop()
+            _say("PostgreSQL stopped")
+
+
+def _start(cluster: localpg.Cluster) -> bool:
+    if cluster.running():
+        _say(f"reusing the PostgreSQL already running from {cluster.data_dir}")
+        return False
+    if not cluster.initialized():
+        cluster.init()
+    cluster.start(log_file=STATE_DIR / "postgres.log")
+    return True
+
+
+def _ensure_database(cluster: localpg.Cluster) -> str:
+    with psycopg.connect(cluster.url(), autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+        if exists.fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    return cluster.url(DATABASE)
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    subprocess.run(command, cwd=REPO, env=env, check=True)
+
+
+def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Run uvicorn until it exits; Ctrl-C or SIGTERM is passed on once, as SIGINT.
+
+    uvicorn runs in its own session so a terminal's Ctrl-C reaches it only through us: a second
+    SIGINT would make it skip its graceful shutdown.
+    """
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:create_app",
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        server.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return server.wait()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/dev", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
+    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PG_PORT", "54329")))
+    parser.add_argument("--seed-file", default=str(REPO / "seed" / "db.json"))
+    return parser
+
+
+def _say(message: str) -> None:
+    print(f"dev: {message}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except localpg.LocalPgError as error:
+        _say(f"error: {error}")
+        sys.exit(1)

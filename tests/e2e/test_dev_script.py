@@ -1,0 +1,63 @@
+"""The README's native run command: scripts/dev starts PostgreSQL 17, migrates, seeds, serves."""
+
+import json
+import pathlib
+import re
+import socket
+import subprocess
+import time
+
+from localpg import free_port
+from tests.e2e.processes import REPO, drain, get, running, venv_env, wait_for_health
+
+SAMPLE = json.loads((REPO / "seed" / "db.json").read_text(encoding="utf-8"))["patients"]
+
+
+def wait_for_line(process: subprocess.Popen[str], pattern: str, within: float = 180) -> str:
+    """The output up to the first line that matches; the first run may download PostgreSQL."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + within
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return "".join(seen)
+    raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(seen)}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_dev_once(state: pathlib.Path, pg_port: int) -> tuple[int, list[dict[str, object]], str]:
+    api_port = free_port()
+    env = venv_env(API_PORT=str(api_port), PG_PORT=str(pg_port), DEV_STATE_DIR=str(state))
+    with running(["scripts/dev"], env) as dev:
+        started = wait_for_line(dev, r"Patient Registry API at ")
+        assert f"http://127.0.0.1:{api_port}/patients" in started
+        wait_for_health(f"http://127.0.0.1:{api_port}", dev)
+        status, patients = get(f"http://127.0.0.1:{api_port}/patients")
+        assert status == 200
+        dev.send_signal(2)  # Ctrl-C
+        code = dev.wait(timeout=60)
+        output = started + drain(dev)
+    return code, patients, output
+
+
+def test_dev_serves_the_sample_keeps_data_and_stops_everything(tmp_path: pathlib.Path) -> None:
+    pg_port = free_port()
+    first_code, first, first_output = run_dev_once(tmp_path / "state", pg_port)
+    second_code, second, second_output = run_dev_once(tmp_path / "state", pg_port)
+
+    assert first == SAMPLE
+    assert "36 inserted" in first_output
+    assert first_code == 0
+    assert second == SAMPLE, "a second run must neither lose nor duplicate data"
+    assert "0 inserted, 36 already present" in second_output
+    assert second_code == 0
+    assert "PostgreSQL stopped" in second_output
+    assert not port_open(pg_port), "Ctrl-C must stop PostgreSQL too"
