@@ -10,19 +10,19 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import handlers, logs, patients, store
+from api import handlers, logs, middleware, patients, query, store
 from api.responses import ApiError, error_response
 from api.settings import Settings
 
 LOG = logging.getLogger(__name__)
-EXPOSED_HEADERS = ("Location", "X-Total-Count", "Link", "X-Request-ID")
+EXPOSED_HEADERS = ("X-Total-Count", "Link", "Location", "X-Request-ID")
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+GZIP_MINIMUM_BYTES = 1000  # json-server compressed bodies of 1 KB and more
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -35,19 +35,34 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/patients", handlers.list_patients, methods=["GET"]),
             Route("/patients", handlers.create_patient, methods=["POST"]),
             Route("/patients/{id}", handlers.get_patient, methods=["GET"], name="patient"),
+            Route("/patients/{id}", handlers.replace_patient, methods=["PUT"]),
+            Route("/patients/{id}", handlers.update_patient, methods=["PATCH"]),
+            Route("/patients/{id}", handlers.delete_patient, methods=["DELETE"]),
         ],
         middleware=[
             Middleware(logs.RequestContextMiddleware),
-            _cors_middleware(settings),
-            Middleware(ErrorBoundaryMiddleware),
+            Middleware(middleware.ResponseHeadersMiddleware),
+            Middleware(middleware.NormalizePathMiddleware),
+            Middleware(
+                middleware.CORSMiddleware,
+                origins=settings.cors_origins,
+                allow_any="*" in settings.cors_origins,
+                allow_credentials=settings.cors_allow_credentials,
+                expose_headers=EXPOSED_HEADERS,
+            ),
+            Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES),
+            Middleware(middleware.ErrorBoundaryMiddleware, failure_response=_failure_response),
         ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
             patients.InvalidPatient: _invalid_patient,
+            query.InvalidQuery: _invalid_query,
+            store.DuplicatePatient: _duplicate_patient,
         },
         lifespan=_lifespan,
     )
+    app.router.redirect_slashes = False  # json-server answers `/patients/1//` with a 404
     app.state.settings = settings
     app.state.db = store.open_database(settings)
     return app
@@ -60,50 +75,6 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     LOG.info("patient registry API started", extra={"environment": settings.environment})
     yield
     await store.disconnect(app.state.db, settings.shutdown_timeout_seconds)
-
-
-def _cors_middleware(settings: Settings) -> Middleware:
-    reflect_any = "*" in settings.cors_origins
-    return Middleware(
-        CORSMiddleware,
-        allow_origins=[] if reflect_any else list(settings.cors_origins),
-        # Like json-server, reflect any Origin: browsers refuse a literal "*" with credentials.
-        allow_origin_regex=".*" if reflect_any else None,
-        allow_methods=["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"],
-        allow_headers=["*"],
-        allow_credentials=settings.cors_allow_credentials,
-        expose_headers=list(EXPOSED_HEADERS),
-    )
-
-
-class ErrorBoundaryMiddleware:
-    """Turns any unhandled exception into a JSON 503 or 500 without internals.
-
-    It sits inside CORSMiddleware so error responses still carry CORS headers; Starlette's own
-    ServerErrorMiddleware is outside it and would answer without them.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def track(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, track)
-        except Exception as error:
-            if started:
-                raise
-            request_id = scope.get("state", {}).get("request_id")
-            await _failure_response(error, request_id)(scope, receive, send)
 
 
 def _failure_response(error: Exception, request_id: str | None) -> Response:
@@ -135,3 +106,14 @@ async def _invalid_patient(request: Request, error: Exception) -> Response:
     assert isinstance(error, patients.InvalidPatient)
     invalid = ApiError(400, "VALIDATION_ERROR", "The patient record is invalid", error.field_errors)
     return error_response(invalid)
+
+
+async def _invalid_query(request: Request, error: Exception) -> Response:
+    assert isinstance(error, query.InvalidQuery)
+    return error_response(ApiError(400, "INVALID_QUERY", str(error)))
+
+
+async def _duplicate_patient(request: Request, error: Exception) -> Response:
+    assert isinstance(error, store.DuplicatePatient)
+    code = "DUPLICATE_PATIENT_ID" if error.field == "patientID" else "DUPLICATE_ID"
+    return error_response(ApiError(409, code, str(error), {error.field: "is taken"}))

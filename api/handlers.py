@@ -11,38 +11,59 @@ from databases import Database
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api import patients, store
+from api import patients, query, store
 from api.responses import ApiError, JSONResponse
 from api.settings import Settings
 
 # json-server compares the URL id with String(record.id), so "01" or "1.0" find nothing.
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 JSON_MEDIA_TYPE = "application/json"
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 async def list_patients(request: Request) -> Response:
-    rows = await store.list_patients(_db(request))
-    return JSONResponse([patients.to_wire(row) for row in rows])
+    listing = query.parse(request.scope["query_string"].decode("utf-8", "replace"))
+    body, total = await store.list_patients(_db(request), listing)
+    headers: dict[str, str] = {}
+    if listing.counted:
+        assert total is not None
+        headers["X-Total-Count"] = str(total)
+        exposed = "X-Total-Count, Link" if listing.page else "X-Total-Count"
+        headers["Access-Control-Expose-Headers"] = exposed
+        if listing.page:
+            headers["Link"] = query.page_links(_original_url(request), listing.page, total)
+    return _json(body, headers=headers)
 
 
 async def get_patient(request: Request) -> Response:
-    row = await store.fetch_patient(_db(request), _item_id(request))
-    if row is None:
-        raise _not_found()
-    return JSONResponse(patients.to_wire(row))
+    return _json(_found(await store.fetch_patient(_db(request), _item_id(request))))
 
 
 async def create_patient(request: Request) -> Response:
-    body = await _json_object(request)
-    try:
-        stored = await store.insert_patient(_db(request), patients.to_row(body))
-    except store.DuplicatePatient as error:
-        raise ApiError(
-            409, _duplicate_code(error.field), str(error), {error.field: "is taken"}
-        ) from None
-    record = patients.to_wire(stored)
-    location = request.url_for("patient", id=str(record["id"]))
-    return JSONResponse(record, status_code=201, headers={"Location": str(location)})
+    row = patients.to_row(await _json_object(request))
+    body = await store.insert_patient(_db(request), row)
+    location = request.url_for("patient", id=str(json.loads(body)["id"]))
+    headers = {"Location": str(location), "Access-Control-Expose-Headers": "Location"}
+    return _json(body, status_code=201, headers=headers)
+
+
+async def replace_patient(request: Request) -> Response:
+    row = patients.replacement(await _json_object(request))
+    return _json(_found(await store.replace_patient(_db(request), _item_id(request), row)))
+
+
+async def update_patient(request: Request) -> Response:
+    changes = await _json_object(request)
+    body = await store.update_patient(
+        _db(request), _item_id(request), lambda current: patients.merge(current, changes)
+    )
+    return _json(_found(body))
+
+
+async def delete_patient(request: Request) -> Response:
+    if not await store.delete_patient(_db(request), _item_id(request)):
+        raise _not_found()
+    return _json("{}")  # json-server answers 200 with an empty object, not 204
 
 
 async def health(request: Request) -> Response:
@@ -54,6 +75,11 @@ async def health(request: Request) -> Response:
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON text that PostgreSQL already built, sent as it is."""
+    return Response(body, status_code=status_code, headers=headers, media_type=JSON_CONTENT_TYPE)
 
 
 def _db(request: Request) -> Database:
@@ -68,12 +94,22 @@ def _item_id(request: Request) -> int:
     return int(raw)
 
 
+def _found(body: str | None) -> str:
+    if body is None:
+        raise _not_found()
+    return body
+
+
 def _not_found() -> ApiError:
     return ApiError(404, "NOT_FOUND", "No patient with this id")
 
 
-def _duplicate_code(field: str) -> str:
-    return "DUPLICATE_PATIENT_ID" if field == "patientID" else "DUPLICATE_ID"
+def _original_url(request: Request) -> str:
+    """The URL as the client sent it (json-server rewrites its text for Link headers)."""
+    host = request.headers.get("host") or request.url.netloc
+    path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    query_string = request.scope["query_string"].decode("latin-1")
+    return f"{request.url.scheme}://{host}{path}" + (f"?{query_string}" if query_string else "")
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

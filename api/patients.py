@@ -1,8 +1,8 @@
-"""PURE: json-server patient records (wire) <-> database rows, and the validation of write bodies.
+"""PURE: json-server patient records (wire) -> database rows, and the validation of write bodies.
 
-The mapping between wire keys and columns exists here and nowhere else. Keys that are not columns
-travel in `extra`, verbatim. A typed field sent as an explicit `null` is kept in `extra` as `null`,
-so a record reads back exactly as it was written: `null` and "missing" stay different.
+Keys that are not columns travel in `extra`, verbatim. A typed field sent as an explicit `null` is
+kept in `extra` as `null`, so a record reads back exactly as it was written: `null` and "missing"
+stay different. The way back, row -> wire, is the SQL function patients_json (migration 0002).
 """
 
 from __future__ import annotations
@@ -78,18 +78,18 @@ def to_row(record: Mapping[str, Any]) -> PatientRow:
     return PatientRow(id=record_id, extra=extra, **values)
 
 
-def to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row as the json-server record the frontend reads: id, known fields, extras."""
-    extra: dict[str, Any] = row["extra"]
-    record: dict[str, Any] = {"id": row["id"]}
-    for key, column in COLUMNS.items():
-        value = row[column]
-        if value is not None:
-            record[key] = value.isoformat() if isinstance(value, datetime.date) else value
-        elif key in extra:
-            record[key] = None
-    record.update((key, value) for key, value in extra.items() if key not in record)
-    return record
+def replacement(body: Mapping[str, Any]) -> PatientRow:
+    """PUT: the body is the whole new record; as in json-server, the URL's id wins."""
+    return to_row(_without_id(body))
+
+
+def merge(current: Mapping[str, Any], changes: Mapping[str, Any]) -> PatientRow:
+    """PATCH: json-server's shallow merge (a nested object is replaced whole); the id stays."""
+    return to_row({**_without_id(current), **_without_id(changes)})
+
+
+def _without_id(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key != "id"}
 
 
 def _parse_id(value: Any, errors: dict[str, str]) -> int | None:
@@ -109,7 +109,7 @@ def _check_field(key: str, value: Any, values: dict[str, Any], errors: dict[str,
         else:
             errors[key] = f"must be a whole number from 0 to {MAX_AGE}"
     elif key == "lastVisit":
-        parsed = _parse_date(value)
+        parsed = parse_date(value)
         if parsed is None:
             errors[key] = "must be a date written YYYY-MM-DD"
         else:
@@ -124,7 +124,8 @@ def _check_field(key: str, value: Any, values: dict[str, Any], errors: dict[str,
         values[column] = value
 
 
-def _parse_date(value: Any) -> datetime.date | None:
+def parse_date(value: Any) -> datetime.date | None:
+    """A real calendar date written exactly YYYY-MM-DD, else None."""
     if not isinstance(value, str) or not DATE_PATTERN.fullmatch(value):
         return None
     try:

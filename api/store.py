@@ -6,21 +6,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import asyncpg
 from databases import Database
 
-from api import patients
+from api import patients, query, sqlquery
 from api.settings import Settings
 
+T = TypeVar("T")
 LOG = logging.getLogger(__name__)
 APPLICATION_NAME = "patient-registry"
 # The columns the code reads and writes; a test checks them against the migrated table.
 DATA_COLUMNS = (*patients.COLUMNS.values(), "extra")
-MANAGED_COLUMNS = ("id", "storage_order", "created_at", "updated_at")
-SELECT_PATIENT = f"SELECT id, {', '.join(DATA_COLUMNS[:-1])}, extra::text AS extra FROM patients"
+MANAGED_COLUMNS = ("id", "storage_order", "created_at", "updated_at", "search_text")
+SELECT_JSON = "SELECT patients_json(p) FROM patients AS p"
 INSERT_COLUMNS = ", ".join(DATA_COLUMNS)
 INSERT_VALUES = ", ".join(f":{column}" for column in DATA_COLUMNS[:-1]) + ", CAST(:extra AS jsonb)"
 # Moves the id sequence past every stored id, and never backwards: ids are never reused,
@@ -33,6 +34,10 @@ WHERE m.max_id IS NOT NULL
 """
 # One lock for every bulk write, so two seed runs never interleave.
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
+UPDATE_PATIENT = (
+    f"UPDATE patients AS p SET ({INSERT_COLUMNS}) = ROW({INSERT_VALUES}) "
+    "WHERE p.id = :id RETURNING patients_json(p)"
+)
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -102,30 +107,88 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, UNAVAILABLE_ERRORS)
 
 
-async def list_patients(db: Database) -> list[dict[str, Any]]:
-    rows = await db.fetch_all(f"{SELECT_PATIENT} ORDER BY storage_order")
-    return [_decode(row._mapping) for row in rows]
+async def list_patients(db: Database, listing: query.ListQuery) -> tuple[str, int | None]:
+    """The JSON array text of the matching records, and their count when `listing.counted`."""
+    window = listing.window
+    offset: int | None = None
+    limit: int | None = None
+    if window is not None:
+        total = await _count(db, listing) if window.needs_total else None
+        offset, limit = window.bounds(total if total is not None else patients.MAX_ID)
+    statement = sqlquery.list_statement(listing, offset, limit)
+    row = await _guarded(db.fetch_one(statement.sql, statement.params))
+    assert row is not None
+    return row[0], row[1]
 
 
-async def fetch_patient(db: Database, patient_id: int) -> dict[str, Any] | None:
-    row = await db.fetch_one(f"{SELECT_PATIENT} WHERE id = :id", {"id": patient_id})
-    return None if row is None else _decode(row._mapping)
+async def fetch_patient(db: Database, patient_id: int) -> str | None:
+    """The record's JSON text, or None."""
+    value: str | None = await db.fetch_val(f"{SELECT_JSON} WHERE p.id = :id", {"id": patient_id})
+    return value
 
 
-async def insert_patient(db: Database, patient: patients.PatientRow) -> dict[str, Any]:
+async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
     async with db.transaction():
-        try:
-            row = await db.fetch_one(_insert_sql(patient, "RETURNING id"), _params(patient))
-        except asyncpg.UniqueViolationError as error:
-            raise DuplicatePatient(
-                CONSTRAINT_FIELDS.get(error.constraint_name or "", "id")
-            ) from None
+        row = await _unique(db.fetch_one(_insert_sql(patient, "RETURNING id"), _params(patient)))
         if patient.id is not None:
             await db.execute(ADVANCE_ID_SEQUENCE)
     assert row is not None
-    stored = await fetch_patient(db, row._mapping["id"])
+    stored = await fetch_patient(db, row[0])
     assert stored is not None
     return stored
+
+
+async def replace_patient(
+    db: Database, patient_id: int, patient: patients.PatientRow
+) -> str | None:
+    """PUT: every field replaced; the record's id and list position stay. None when missing."""
+    value: str | None = await _unique(
+        db.fetch_val(UPDATE_PATIENT, {**_params(patient), "id": patient_id})
+    )
+    return value
+
+
+async def update_patient(
+    db: Database,
+    patient_id: int,
+    change: Callable[[dict[str, Any]], patients.PatientRow],
+) -> str | None:
+    """PATCH: read the record under a row lock, let `change` build the new row, write it."""
+    async with db.transaction():
+        current = await db.fetch_val(
+            f"{SELECT_JSON} WHERE p.id = :id FOR UPDATE", {"id": patient_id}
+        )
+        if current is None:
+            return None
+        return await replace_patient(db, patient_id, change(json.loads(current)))
+
+
+async def delete_patient(db: Database, patient_id: int) -> bool:
+    deleted = await db.fetch_val(
+        "DELETE FROM patients WHERE id = :id RETURNING id", {"id": patient_id}
+    )
+    return deleted is not None
+
+
+async def _count(db: Database, listing: query.ListQuery) -> int:
+    statement = sqlquery.count_statement(listing)
+    total: int = await _guarded(db.fetch_val(statement.sql, statement.params))
+    return total
+
+
+async def _guarded(pending: Awaitable[T]) -> T:
+    """Turn PostgreSQL's verdict on a client's regular expression into InvalidQuery."""
+    try:
+        return await pending
+    except asyncpg.InvalidRegularExpressionError as error:
+        raise query.InvalidQuery(f"Invalid regular expression in a _like filter: {error}") from None
+
+
+async def _unique(pending: Awaitable[T]) -> T:
+    try:
+        return await pending
+    except asyncpg.UniqueViolationError as error:
+        raise DuplicatePatient(CONSTRAINT_FIELDS.get(error.constraint_name or "", "id")) from None
 
 
 async def import_patients(db: Database, patients: Iterable[patients.PatientRow]) -> tuple[int, int]:
@@ -158,7 +221,3 @@ def _params(patient: patients.PatientRow) -> dict[str, Any]:
     if patient.id is not None:
         params["id"] = patient.id
     return params
-
-
-def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {**row, "extra": json.loads(row["extra"])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -10,9 +11,11 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from starlette.testclient import TestClient
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SAMPLE_DB_JSON = REPO / "seed" / "db.json"
+SAMPLE: list[dict[str, Any]] = json.loads(SAMPLE_DB_JSON.read_text(encoding="utf-8"))["patients"]
 UNREACHABLE_URL = "postgresql://registry:registry@127.0.0.1:9/registry"
 
 
@@ -43,3 +46,20 @@ def execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> None:
 
 def table_exists(url: str, name: str) -> bool:
     return bool(query(url, "SELECT 1 FROM pg_tables WHERE tablename = %s", (name,)))
+
+
+def make_patient(**overrides: Any) -> dict[str, Any]:
+    patient: dict[str, Any] = {
+        "patientID": "P900",
+        "name": "Ada Lovelace",
+        "age": 36,
+        "gender": "Female",
+        "medicalCondition": "Migraine",
+        "lastVisit": "2024-03-01",
+    }
+    patient.update(overrides)
+    return patient
+
+
+def patient_count(client: TestClient) -> int:
+    return len(client.get("/patients").json())

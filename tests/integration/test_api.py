@@ -1,51 +1,19 @@
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from api.app import create_app
-from api.settings import Settings
-from tests.integration.helpers import SAMPLE_DB_JSON, UNREACHABLE_URL, query, run_module
+from tests.integration.conftest import client_for
+from tests.integration.helpers import (
+    SAMPLE,
+    UNREACHABLE_URL,
+    make_patient,
+    patient_count,
+    query,
+)
 
-SAMPLE = json.loads(SAMPLE_DB_JSON.read_text(encoding="utf-8"))["patients"]
 JSON_HEADERS = {"content-type": "application/json"}
-
-
-def make_patient(**overrides: Any) -> dict[str, Any]:
-    patient: dict[str, Any] = {
-        "patientID": "P900",
-        "name": "Ada Lovelace",
-        "age": 36,
-        "gender": "Female",
-        "medicalCondition": "Migraine",
-        "lastVisit": "2024-03-01",
-    }
-    patient.update(overrides)
-    return patient
-
-
-def client_for(database_url: str, **settings: Any) -> TestClient:
-    return TestClient(create_app(Settings(database_url=database_url, **settings)))
-
-
-@pytest.fixture
-def client(migrated_database_url: str) -> Iterator[TestClient]:
-    with client_for(migrated_database_url) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def seeded_client(migrated_database_url: str) -> Iterator[TestClient]:
-    result = run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
-    assert result.returncode == 0, result.stderr
-    with client_for(migrated_database_url) as test_client:
-        yield test_client
-
-
-def patient_count(client: TestClient) -> int:
-    return len(client.get("/patients").json())
 
 
 def test_list_returns_every_record_in_file_order(seeded_client: TestClient) -> None:
@@ -253,8 +221,10 @@ def test_cors_allows_only_configured_origins(migrated_database_url: str) -> None
 
     assert good.headers["access-control-allow-origin"] == allowed[0]
     assert "access-control-allow-origin" not in bad.headers
-    assert preflight.status_code == 200
-    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == allowed[0]
+    assert preflight.headers["access-control-allow-methods"] == "GET,HEAD,PUT,PATCH,POST,DELETE"
+    assert preflight.headers["access-control-allow-headers"] == "content-type"
 
 
 def test_every_response_carries_a_request_id(client: TestClient) -> None:

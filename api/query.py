@@ -1,0 +1,248 @@
+"""PURE: a json-server 0.17.4 query string -> a ListQuery (filters, search, sort, slice, links).
+
+Every rule here reproduces json-server's `lib/server/router/plural.js` (see
+../shared/json-server-0.17.4.md, section 6), including JavaScript's parseInt/Number conversions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import urllib.parse
+from collections.abc import Sequence
+
+RESERVED = frozenset({"q", "_start", "_end", "_sort", "_order", "_limit", "_embed", "_expand"})
+NOT_FILTERS = frozenset({"_page", "callback", "_"})  # callback: JSONP; _: jQuery's cache-buster
+OPERATORS = ("gte", "lte", "ne", "like")
+OPERATOR_SUFFIX = re.compile(r"_(gte|lte|ne|like)$")
+DEFAULT_PAGE_SIZE = 10
+OBJECT_TEXT = "[object Object]"  # what a `key[x]=value` parameter turns into in JavaScript
+# JavaScript's String.prototype.trim() whitespace, as far as URLs can carry it.
+JS_WHITESPACE = " \t\n\v\f\r\u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+JS_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+JS_RADIX = {"0x": 16, "0o": 8, "0b": 2}
+LIST_INDEX = re.compile(r"\[(\d*)\]")
+PATH_PART = re.compile(r"[^.[\]]+")
+
+
+class InvalidQuery(ValueError):
+    """A query string json-server would answer with a 500; we answer 400 and say why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    """`path` compared with each of `values`: OR over them, except `ne`, which ANDs them."""
+
+    path: tuple[str, ...]
+    operator: str  # "eq", "gte", "lte", "ne" or "like"
+    values: tuple[str, ...]
+
+    @property
+    def drops_when_unknown(self) -> bool:
+        """json-server ignores an equality filter on a field no record has; operators stay."""
+        return self.operator == "eq"
+
+
+@dataclasses.dataclass(frozen=True)
+class SortKey:
+    path: tuple[str, ...]
+    descending: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """A JavaScript `rows.slice(start, end)`; negative bounds count from the end."""
+
+    start: int
+    end: int | None  # None: NaN, which slice() reads as 0
+
+    def bounds(self, total: int) -> tuple[int, int]:
+        """(offset, row count) of this slice over `total` rows."""
+        start = _clamp(self.start, total)
+        return start, max(_clamp(self.end or 0, total) - start, 0)
+
+    @property
+    def needs_total(self) -> bool:
+        """Negative bounds count from the end, so the total must be known first."""
+        return self.start < 0 or (self.end or 0) < 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    number: int
+    size: int
+
+    @property
+    def window(self) -> Window:
+        return Window((self.number - 1) * self.size, self.number * self.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListQuery:
+    search: str | None = None  # lower-cased in SQL; "" matches nothing (json-server's quirk)
+    filters: tuple[Filter, ...] = ()
+    sort: tuple[SortKey, ...] = ()
+    window: Window | None = None
+    page: Page | None = None
+    counted: bool = False  # X-Total-Count and Access-Control-Expose-Headers are sent
+
+
+def parse(query_string: str) -> ListQuery:
+    """Parse a raw query string, e.g. `gender=Female&_sort=age&_order=desc&_page=2`."""
+    params = parse_params(query_string)
+    filters = tuple(
+        _filter(key, values)
+        for key, values in params.items()
+        if key not in RESERVED and key not in NOT_FILTERS
+    )
+    page_value = params.get("_page")
+    end, limit = params.get("_end"), params.get("_limit")
+    page = _page(page_value, limit) if _truthy(page_value) else None
+    return ListQuery(
+        search=_search(params.get("q")),
+        filters=filters,
+        sort=_sort(params.get("_sort"), params.get("_order")),
+        window=page.window if page else _window(params.get("_start"), end, limit),
+        page=page,
+        counted=_truthy(end) or _truthy(limit) or _truthy(page_value),
+    )
+
+
+def parse_params(query_string: str) -> dict[str, list[str]]:
+    """Express's "extended" parsing, as far as json-server can tell the difference.
+
+    `a=1&a=2` and `a[]=1&a[]=2` are lists; `a[x]=1` makes an object, which JavaScript reads as
+    the text "[object Object]"; `a.b=1` stays a key with a dot, used later as a path.
+    """
+    params: dict[str, list[str]] = {}
+    for raw_key, value in urllib.parse.parse_qsl(query_string, keep_blank_values=True):
+        key, _, rest = raw_key.partition("[")
+        is_object = bool(rest) and not LIST_INDEX.fullmatch("[" + rest)
+        params.setdefault(key if rest else raw_key, []).append(OBJECT_TEXT if is_object else value)
+    return params
+
+
+def to_path(key: str) -> tuple[str, ...]:
+    """lodash's path syntax: `insurance.provider`, `allergies.0`, `allergies[0]`."""
+    return tuple(PATH_PART.findall(key)) or ("",)
+
+
+def js_parse_int(values: Sequence[str] | None) -> int | None:
+    """JavaScript's parseInt(value, 10); a list is first joined with commas. None is NaN."""
+    if values is None:
+        return None
+    match = re.match(r"[+-]?\d+", ",".join(values).lstrip(JS_WHITESPACE))
+    return int(match.group()) if match else None
+
+
+def js_number(text: str) -> float | None:
+    """JavaScript's Number(text) for a string; None is NaN.
+
+    >>> js_number(" 50 "), js_number(""), js_number("0x50"), js_number("1e2"), js_number("4a")
+    (50.0, 0.0, 80.0, 100.0, None)
+    """
+    text = text.strip(JS_WHITESPACE)
+    if not text:
+        return 0.0
+    if text.lstrip("+-") == "Infinity":
+        return -math.inf if text.startswith("-") else math.inf
+    radix = JS_RADIX.get(text[:2].lower())
+    if radix:
+        try:
+            return float(int(text[2:], radix))
+        except ValueError:
+            return None
+    return float(text) if JS_DECIMAL.fullmatch(text) else None
+
+
+def canonical_int(text: str) -> int | None:
+    """The integer whose JavaScript String() is exactly `text`, if any: "45" yes, "045" no."""
+    if re.fullmatch(r"-?(0|[1-9]\d*)", text) and len(text) <= 20:
+        return int(text)
+    return None
+
+
+def page_links(full_url: str, page: Page, total: int) -> str:
+    """json-server's Link header: rels by replacing the first `page=<current>` in the raw URL.
+
+    Empty when the page is past the end; for `_page=0` no replacement happens at all.
+    """
+    _, count = page.window.bounds(total)
+    if count == 0:
+        return ""
+    end = page.number * page.size
+    whole = count == total
+    current = "undefined" if whole else str(page.number)
+    targets: list[tuple[str, int]] = []
+    if not whole:
+        targets.append(("first", 1))
+    if page.number > 1:
+        targets.append(("prev", page.number - 1))
+    if end < total:
+        targets.append(("next", page.number + 1))
+    if not whole:
+        last = math.ceil(total / page.size) if page.size else 0
+        targets.append(("last", int(last)))
+    return ", ".join(
+        f'<{full_url.replace(f"page={current}", f"page={target}", 1)}>; rel="{rel}"'
+        for rel, target in targets
+    )
+
+
+def _filter(key: str, values: list[str]) -> Filter:
+    match = OPERATOR_SUFFIX.search(key)
+    operator = match.group(1) if match else "eq"
+    path = key[: match.start()] if match else key
+    return Filter(path=to_path(path), operator=operator, values=tuple(values))
+
+
+def _search(values: list[str] | None) -> str | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0] or None  # `q=` filters nothing
+    return values[0]  # json-server searches the first value; an empty one then matches nothing
+
+
+def _sort(sort: list[str] | None, order: list[str] | None) -> tuple[SortKey, ...]:
+    if sort is None or not _truthy(sort):
+        return ()
+    if len(sort) > 1 or (order is not None and len(order) > 1):
+        raise InvalidQuery("Give _sort and _order once each, as comma-separated lists")
+    orders = [part.lower() for part in (order[0] if order else "").split(",")]
+    return tuple(
+        SortKey(to_path(field), descending=position < len(orders) and orders[position] == "desc")
+        for position, field in enumerate(sort[0].split(","))
+    )
+
+
+def _page(page_value: list[str] | None, limit: list[str] | None) -> Page:
+    number = js_parse_int(page_value)
+    return Page(
+        number=number if number is not None and number >= 1 else 1,
+        size=js_parse_int(limit) or DEFAULT_PAGE_SIZE,
+    )
+
+
+def _window(
+    start: list[str] | None, end: list[str] | None, limit: list[str] | None
+) -> Window | None:
+    first = js_parse_int(start) or 0
+    if _truthy(end):
+        return Window(first, js_parse_int(end))
+    if _truthy(limit):
+        size = js_parse_int(limit)
+        return Window(first, None if size is None else first + size)
+    return None
+
+
+def _truthy(values: list[str] | None) -> bool:
+    """JavaScript truthiness of a parsed parameter: a list, or a non-empty string."""
+    return values is not None and (len(values) > 1 or values[0] != "")
+
+
+def _clamp(index: int, total: int) -> int:
+    return max(total + index, 0) if index < 0 else min(index, total)

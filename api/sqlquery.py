@@ -1,0 +1,209 @@
+"""PURE: a ListQuery -> one parameterized SQL statement over `patients`. Used by store.py only.
+
+Field names from the query string never reach the SQL text: a known field becomes a column from
+the fixed FIELDS mapping, any other becomes a bound JSON path into `extra`. Every value is bound.
+The SQL functions used here (json_server_text, patients_json, ...) come from migration 0002.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from api import patients, query
+
+# wire key -> (column, kind); kind decides how json-server's text semantics are expressed.
+FIELDS = {
+    "id": ("id", "int"),
+    "patientID": ("patient_id", "text"),
+    "name": ("name", "text"),
+    "age": ("age", "int"),
+    "gender": ("gender", "text"),
+    "medicalCondition": ("medical_condition", "text"),
+    "lastVisit": ("last_visit", "date"),
+}
+ALWAYS_PRESENT = frozenset({"id", "patientID", "name"})  # NOT NULL columns
+COMPARISONS = {"gte": ">=", "lte": "<="}
+LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: dict[str, Any]
+
+
+class _Params:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def bind(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f":{name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    key: str  # the wire key, for typed fields
+    column: str | None  # set for typed fields
+    kind: str  # "int", "text", "date" or "json"
+    json: str  # for "json": the jsonb value expression
+
+    def value(self, alias: str) -> str:
+        return f"{alias}.{self.column}" if self.column else self.json.format(alias=alias)
+
+    def text(self, alias: str) -> str:
+        """JavaScript's String() of the value; NULL when missing or null."""
+        value = self.value(alias)
+        return {
+            "int": f"{value}::text",
+            "date": f"json_server_date({value})",
+            "text": value,
+            "json": f"json_server_text({value})",
+        }[self.kind]
+
+
+def list_statement(listing: query.ListQuery, offset: int | None, limit: int | None) -> Statement:
+    """`SELECT body, total`: the JSON array text of the rows, and the filtered count if wanted."""
+    params = _Params()
+    where = _where(listing, params)
+    order = _order_by(listing.sort, params)
+    window = ""
+    if offset is not None:
+        window += f" OFFSET {params.bind(offset)}"
+    if limit is not None:
+        window += f" LIMIT {params.bind(limit)}"
+    body = (
+        "SELECT coalesce('[' || string_agg(patients_json(sliced.p), ',' ORDER BY sliced.n) || ']',"
+        " '[]') FROM (SELECT p, row_number() OVER (ORDER BY "
+        f"{order}) AS n FROM patients AS p WHERE {where} ORDER BY {order}{window}) AS sliced"
+    )
+    total = f"(SELECT count(*) FROM patients AS p WHERE {where})" if listing.counted else "NULL"
+    return Statement(f"SELECT ({body}) AS body, {total} AS total", params.values)
+
+
+def count_statement(listing: query.ListQuery) -> Statement:
+    params = _Params()
+    where = _where(listing, params)
+    return Statement(f"SELECT count(*) FROM patients AS p WHERE {where}", params.values)
+
+
+def _where(listing: query.ListQuery, params: _Params) -> str:
+    conditions = [_filter(item, params) for item in listing.filters]
+    if listing.search is not None:
+        conditions.append(_search(listing.search, params))
+    return " AND ".join(f"({condition})" for condition in conditions) or "TRUE"
+
+
+def _search(text: str, params: _Params) -> str:
+    if not text:
+        return "FALSE"
+    pattern = params.bind(text.translate(LIKE_ESCAPES))
+    return f"p.search_text LIKE '%' || lower(CAST({pattern} AS text) COLLATE pg_c_utf8) || '%'"
+
+
+def _field(path: tuple[str, ...], params: _Params) -> _Field:
+    if len(path) == 1 and path[0] in FIELDS:
+        column, kind = FIELDS[path[0]]
+        return _Field(key=path[0], column=column, kind=kind, json="")
+    bound = params.bind(list(path))
+    return _Field(
+        key="", column=None, kind="json", json=f"({{alias}}.extra #> CAST({bound} AS text[]))"
+    )
+
+
+def _filter(item: query.Filter, params: _Params) -> str:
+    field = _field(item.path, params)
+    joiner = " AND " if item.operator == "ne" else " OR "
+    condition = joiner.join(
+        f"({_compare(field, item.operator, value, params)})" for value in item.values
+    )
+    if item.drops_when_unknown and field.key not in ALWAYS_PRESENT:
+        known = f"EXISTS (SELECT 1 FROM patients AS k WHERE {_present(field, params)})"
+        condition = f"NOT {known} OR {condition}"
+    return condition
+
+
+def _present(field: _Field, params: _Params) -> str:
+    """Some record has the field (lodash's _.has): a value, or an explicit null."""
+    if field.column:
+        return f"k.{field.column} IS NOT NULL OR k.extra ? {params.bind(field.key)}"
+    return f"{field.value('k')} IS NOT NULL"
+
+
+def _compare(field: _Field, operator: str, value: str, params: _Params) -> str:
+    if operator == "like":
+        return f"{field.text('p')} ~* {params.bind(value)}"
+    if operator in COMPARISONS:
+        return _range(field, COMPARISONS[operator], value, params)
+    equal = _equal(field, value, params)
+    if operator == "ne":
+        return f"{field.value('p')} IS NOT NULL" if equal == "FALSE" else f"NOT ({equal})"
+    return equal
+
+
+def _equal(field: _Field, value: str, params: _Params) -> str:
+    """String(record[field]) === value, as an index-friendly comparison where the type allows."""
+    column = field.value("p")
+    if field.kind == "int":
+        number = query.canonical_int(value)
+        return "FALSE" if number is None else f"{column} = {params.bind(number)}"
+    if field.kind == "date":
+        day = patients.parse_date(value)
+        return "FALSE" if day is None else f"{column} = {params.bind(day)}"
+    return f"{field.text('p')} = {params.bind(value)}"
+
+
+def _range(field: _Field, operator: str, value: str, params: _Params) -> str:
+    """JavaScript's `value <= record[field]`: numeric against numbers, else by code point."""
+    number = query.js_number(value)
+    if field.kind == "int":
+        if number is None:
+            return "FALSE"
+        return f"{field.value('p')} {operator} CAST({params.bind(number)} AS double precision)"
+    text = f'{params.bind(value)} COLLATE "C"'
+    if field.kind != "json":
+        return f'{field.text("p")} COLLATE "C" {operator} {text}'
+    json = field.value("p")
+    bound_number = f"CAST({params.bind(number)} AS double precision)"
+    return (
+        f"CASE jsonb_typeof({json})"
+        f" WHEN 'number' THEN {json}::numeric {operator} {bound_number}"
+        f" WHEN 'boolean' THEN ({json} = 'true'::jsonb)::int {operator} {bound_number}"
+        f" WHEN 'string' THEN ({json} #>> '{{}}') COLLATE \"C\" {operator} {text}"
+        f" WHEN 'null' THEN NULL"
+        f' ELSE json_server_text({json}) COLLATE "C" {operator} {text} END'
+    )
+
+
+def _order_by(keys: tuple[query.SortKey, ...], params: _Params) -> str:
+    """lodash orderBy: values, null, then missing (reversed for desc); ties keep storage order."""
+    terms: list[str] = []
+    for key in keys:
+        direction = "DESC" if key.descending else "ASC"
+        terms.extend(
+            f"{term} {direction}" for term in _sort_terms(_field(key.path, params), params)
+        )
+    return ", ".join([*terms, "p.storage_order ASC"])
+
+
+def _sort_terms(field: _Field, params: _Params) -> list[str]:
+    value = field.value("p")
+    if field.column:
+        ordered = f'{value} COLLATE "C"' if field.kind == "text" else value
+        if field.key in ALWAYS_PRESENT:
+            return [ordered]
+        key = params.bind(field.key)
+        return [
+            f"CASE WHEN {value} IS NOT NULL THEN 0 WHEN p.extra ? {key} THEN 1 ELSE 2 END",
+            ordered,
+        ]
+    kind = f"jsonb_typeof({value})"
+    return [
+        f"CASE WHEN {value} IS NULL THEN 2 WHEN {kind} = 'null' THEN 1 ELSE 0 END",
+        f"CASE {kind} WHEN 'number' THEN 0 WHEN 'string' THEN 1 ELSE 2 END",
+        f"CASE WHEN {kind} = 'number' THEN {value}::numeric END",
+        f"CASE WHEN {kind} = 'string' THEN {value} #>> '{{}}' END COLLATE \"C\"",
+        f'json_server_text({value}) COLLATE "C"',
+    ]

@@ -1,0 +1,55 @@
+import pytest
+
+from api import query, sqlquery
+
+HOSTILE = "x'); DROP TABLE patients; --"
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    [
+        pytest.param(f"{HOSTILE}={HOSTILE}", id="a hostile field name and value"),
+        pytest.param(f"name_like={HOSTILE}", id="a hostile pattern"),
+        pytest.param(f"q={HOSTILE}", id="a hostile search"),
+        pytest.param(f"_sort={HOSTILE}&_order=desc", id="a hostile sort field"),
+        pytest.param(f"{HOSTILE}_gte={HOSTILE}", id="a hostile range"),
+        pytest.param(f"a.{HOSTILE}.b=1", id="a hostile path"),
+    ],
+)
+def test_nothing_from_the_query_string_reaches_the_sql_text(query_string: str) -> None:
+    listing = query.parse(query_string)
+    listed = sqlquery.list_statement(listing, 0, 10)
+    counted = sqlquery.count_statement(listing)
+
+    for sql in (listed.sql, counted.sql):
+        assert "DROP" not in sql
+        assert "x'" not in sql
+    assert any(HOSTILE in str(value) for value in listed.params.values()), "it is bound instead"
+
+
+def test_known_fields_use_their_columns_and_others_a_bound_path() -> None:
+    statement = sqlquery.list_statement(query.parse("age=45&insurance.plan=PPO"), None, None)
+
+    assert "p.age = :p0" in statement.sql
+    assert statement.params["p0"] == 45
+    assert ["insurance", "plan"] in statement.params.values()
+
+
+@pytest.mark.parametrize(
+    ("query_string", "fragment"),
+    [
+        pytest.param("age=045", "FALSE", id="a number's text never has a leading zero"),
+        pytest.param("lastVisit=2024-02-30", "FALSE", id="no such date"),
+        pytest.param("age_gte=abc", "FALSE", id="NaN compares false"),
+    ],
+)
+def test_impossible_comparisons_are_false_without_a_query(query_string: str, fragment: str) -> None:
+    assert fragment in sqlquery.list_statement(query.parse(query_string), None, None).sql
+
+
+def test_total_is_counted_only_when_asked() -> None:
+    counted = sqlquery.list_statement(query.parse("_limit=5"), 0, 5)
+    plain = sqlquery.list_statement(query.parse(""), None, None)
+
+    assert "count(*)" in counted.sql
+    assert "count(*)" not in plain.sql
