@@ -20,7 +20,7 @@ from api.responses import ApiError, error_response
 from api.settings import Settings
 
 LOG = logging.getLogger(__name__)
-EXPOSED_HEADERS = ("X-Total-Count", "Link", "Location", "X-Request-ID")
+EXPOSED_HEADERS = ("X-Total-Count", "Link", "Location", "X-Request-ID", "ETag")
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 GZIP_MINIMUM_BYTES = 1000  # json-server compressed bodies of 1 KB and more
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from databases import Database
@@ -36,7 +38,11 @@ async def list_patients(request: Request) -> Response:
 
 
 async def get_patient(request: Request) -> Response:
-    return _json(_found(await store.fetch_patient(_db(request), _item_id(request))))
+    body = _found(await store.fetch_patient(_db(request), _item_id(request)))
+    tag = etag(body)
+    if tag in _listed_tags(request.headers.get("if-none-match")):
+        return Response(status_code=304, headers={"ETag": tag})
+    return _record(body)
 
 
 async def create_patient(request: Request) -> Response:
@@ -44,26 +50,68 @@ async def create_patient(request: Request) -> Response:
     body = await store.insert_patient(_db(request), row)
     location = request.url_for("patient", id=str(json.loads(body)["id"]))
     headers = {"Location": str(location), "Access-Control-Expose-Headers": "Location"}
-    return _json(body, status_code=201, headers=headers)
+    return _record(body, status_code=201, headers=headers)
 
 
 async def replace_patient(request: Request) -> Response:
     row = patients.replacement(await _json_object(request))
-    return _json(_found(await store.replace_patient(_db(request), _item_id(request), row)))
+    check = _if_match(request)
+    if check is None:
+        return _record(_found(await store.replace_patient(_db(request), _item_id(request), row)))
+
+    def change(current: str) -> patients.PatientRow:
+        check(current)
+        return row
+
+    return _record(_found(await store.update_patient(_db(request), _item_id(request), change)))
 
 
 async def update_patient(request: Request) -> Response:
     changes = await _json_object(request)
-    body = await store.update_patient(
-        _db(request), _item_id(request), lambda current: patients.merge(current, changes)
-    )
-    return _json(_found(body))
+    check = _if_match(request) or (lambda current: None)
+
+    def change(current: str) -> patients.PatientRow:
+        check(current)
+        return patients.merge(json.loads(current), changes)
+
+    return _record(_found(await store.update_patient(_db(request), _item_id(request), change)))
 
 
 async def delete_patient(request: Request) -> Response:
-    if not await store.delete_patient(_db(request), _item_id(request)):
+    if not await store.delete_patient(_db(request), _item_id(request), _if_match(request)):
         raise _not_found()
     return _json("{}")  # json-server answers 200 with an empty object, not 204
+
+
+def etag(body: str) -> str:
+    """A strong validator of a record: its JSON text's digest."""
+    return '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+
+
+def _record(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return _json(body, status_code, {**(headers or {}), "ETag": etag(body)})
+
+
+def _if_match(request: Request) -> Callable[[str], None] | None:
+    """A check of the stored record against If-Match (RFC 9110: strong comparison), or None."""
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    accepted = _listed_tags(header)
+
+    def check(current: str) -> None:
+        if "*" not in accepted and etag(current) not in accepted:
+            raise ApiError(
+                412,
+                "PRECONDITION_FAILED",
+                "The record changed since it was read (If-Match); read it again and retry",
+            )
+
+    return check
+
+
+def _listed_tags(header: str | None) -> set[str]:
+    return {tag.strip() for tag in (header or "").split(",") if tag.strip()}
 
 
 async def health(request: Request) -> Response:

@@ -149,25 +149,38 @@ async def replace_patient(
 
 
 async def update_patient(
-    db: Database,
-    patient_id: int,
-    change: Callable[[dict[str, Any]], patients.PatientRow],
+    db: Database, patient_id: int, change: Callable[[str], patients.PatientRow]
 ) -> str | None:
-    """PATCH: read the record under a row lock, let `change` build the new row, write it."""
+    """Read the record's JSON under a row lock, let `change` build the new row (it may raise
+    to refuse), write it. Concurrent updates of one record queue up; none is lost."""
     async with db.transaction():
-        current = await db.fetch_val(
-            f"{SELECT_JSON} WHERE p.id = :id FOR UPDATE", {"id": patient_id}
-        )
+        current = await _locked(db, patient_id)
         if current is None:
             return None
-        return await replace_patient(db, patient_id, change(json.loads(current)))
+        return await replace_patient(db, patient_id, change(current))
 
 
-async def delete_patient(db: Database, patient_id: int) -> bool:
-    deleted = await db.fetch_val(
-        "DELETE FROM patients WHERE id = :id RETURNING id", {"id": patient_id}
-    )
+async def delete_patient(
+    db: Database, patient_id: int, check: Callable[[str], None] | None = None
+) -> bool:
+    """Delete the record; `check` sees its JSON under a row lock first and may raise to refuse."""
+    async with db.transaction():
+        if check is not None:
+            current = await _locked(db, patient_id)
+            if current is None:
+                return False
+            check(current)
+        deleted = await db.fetch_val(
+            "DELETE FROM patients WHERE id = :id RETURNING id", {"id": patient_id}
+        )
     return deleted is not None
+
+
+async def _locked(db: Database, patient_id: int) -> str | None:
+    value: str | None = await db.fetch_val(
+        f"{SELECT_JSON} WHERE p.id = :id FOR UPDATE", {"id": patient_id}
+    )
+    return value
 
 
 async def _count(db: Database, listing: query.ListQuery) -> int:
