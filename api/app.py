@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -13,9 +14,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from api import handlers, logs, middleware, patients, query, store
+from api import handlers, logs, middleware, openapi, patients, query, store
 from api.responses import ApiError, error_response
 from api.settings import Settings
 
@@ -23,6 +25,7 @@ LOG = logging.getLogger(__name__)
 EXPOSED_HEADERS = ("X-Total-Count", "Link", "Location", "X-Request-ID", "ETag")
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 GZIP_MINIMUM_BYTES = 1000  # json-server compressed bodies of 1 KB and more
+VERSION = "0.1.0"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -32,6 +35,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health", handlers.health, methods=["GET"]),
+            Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
+            Route("/docs", handlers.docs, methods=["GET"]),
+            Mount("/docs/assets", StaticFiles(directory=_swagger_ui_assets())),
             Route("/patients", handlers.list_patients, methods=["GET"]),
             Route("/patients", handlers.create_patient, methods=["POST"]),
             Route("/patients/{id}", handlers.get_patient, methods=["GET"], name="patient"),
@@ -64,8 +70,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.router.redirect_slashes = False  # json-server answers `/patients/1//` with a 404
     app.state.settings = settings
+    app.state.openapi = openapi.document(VERSION)
     app.state.db = store.open_database(settings)
     return app
+
+
+def _swagger_ui_assets() -> str:
+    """swagger-ui-py's static folder, found without importing the package (and its Jinja2)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: run scripts/bootstrap")
+    return os.path.join(spec.submodule_search_locations[0], "static")
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ from typing import Any
 
 from databases import Database
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from api import patients, query, store
 from api.responses import ApiError, JSONResponse
@@ -21,6 +21,15 @@ from api.settings import Settings
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 JSON_MEDIA_TYPE = "application/json"
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# Swagger UI from the swagger-ui-py package, served by us: /docs works without internet.
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Patient Registry API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
 
 
 async def list_patients(request: Request) -> Response:
@@ -123,6 +132,14 @@ async def health(request: Request) -> Response:
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(DOCS_PAGE)
 
 
 def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

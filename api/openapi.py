@@ -1,0 +1,288 @@
+"""PURE: the OpenAPI 3.1 document of the API, served at /openapi.json and rendered at /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import patients
+
+JSON = "application/json"
+ERROR_CODES = (
+    "MALFORMED_JSON",
+    "INVALID_BODY",
+    "VALIDATION_ERROR",
+    "INVALID_QUERY",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "DUPLICATE_ID",
+    "DUPLICATE_PATIENT_ID",
+    "PRECONDITION_FAILED",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "INTERNAL_ERROR",
+    "DATABASE_UNAVAILABLE",
+    "HTTP_ERROR",
+)
+ERRORS = {
+    "400": "Malformed JSON, a body that is not an object, an invalid field or query",
+    "404": "No patient with this id",
+    "409": "The id or patientID is taken",
+    "412": "If-Match does not match the stored record",
+    "413": "The body is larger than MAX_BODY_BYTES",
+    "415": "The body is not application/json",
+    "500": "A bug; the body has a request_id, never internals",
+    "503": "PostgreSQL cannot be reached; retry after Retry-After seconds",
+}
+QUERY_PARAMETERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("q", "Case-insensitive substring over every value, nested ones included", {}),
+    ("_sort", "Comma-separated fields (dotted paths allowed), e.g. `gender,age`", {}),
+    ("_order", "Comma-separated `asc`/`desc`, matched to `_sort` by position", {}),
+    ("_page", "1-based page; adds X-Total-Count and Link", {}),
+    ("_limit", "Page size (default 10 with `_page`) or slice length", {}),
+    ("_start", "Slice start, with `_end` or `_limit` (negative counts from the end)", {}),
+    ("_end", "Slice end (negative counts from the end)", {}),
+)
+
+
+def document(version: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Patient Registry API",
+            "version": version,
+            "description": (
+                "A json-server 0.17.4 compatible `/patients` API on PostgreSQL 17. Every field of "
+                "a record can be filtered: `field=value` (repeat for OR), `field_ne`, "
+                "`field_gte`, `field_lte`, `field_like` (case-insensitive regular expression); "
+                "dotted paths reach nested fields (`insurance.provider=Aetna`)."
+            ),
+        },
+        "paths": {
+            "/patients": {
+                "get": _list_operation(),
+                "post": _write_operation("createPatient", "Create a patient", 201, item=False),
+            },
+            "/patients/{id}": {
+                "parameters": [_id_parameter()],
+                "get": _read_operation(),
+                "put": _write_operation("replacePatient", "Replace a patient", 200, item=True),
+                "patch": _write_operation(
+                    "updatePatient", "Change some fields (shallow merge)", 200, item=True
+                ),
+                "delete": _delete_operation(),
+            },
+            "/health": {"get": _health_operation()},
+        },
+        "components": {"schemas": _schemas(), "responses": _error_responses()},
+    }
+
+
+def _list_operation() -> dict[str, Any]:
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string", **schema},
+        }
+        for name, text, schema in QUERY_PARAMETERS
+    ]
+    parameters.append(
+        {
+            "name": "filters",
+            "in": "query",
+            "required": False,
+            "description": "Any `field`, `field_ne`, `field_gte`, `field_lte`, `field_like` filter",
+            "style": "form",
+            "explode": True,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    )
+    return {
+        "operationId": "listPatients",
+        "summary": "List, filter, search, sort and page patients",
+        "parameters": parameters,
+        "responses": {
+            "200": {
+                "description": "The matching patients, in list order",
+                "headers": {
+                    "X-Total-Count": {
+                        "description": "Matches before slicing (with _page, _limit or _end)",
+                        "schema": {"type": "string"},
+                    },
+                    "Link": {
+                        "description": "first/prev/next/last pages (with _page)",
+                        "schema": {"type": "string"},
+                    },
+                },
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Patient"},
+                        }
+                    }
+                },
+            },
+            **_errors("400", "500", "503"),
+        },
+    }
+
+
+def _read_operation() -> dict[str, Any]:
+    return {
+        "operationId": "getPatient",
+        "summary": "One patient",
+        "parameters": [
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": _patient_response("The patient"),
+            "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+            **_errors("404", "500", "503"),
+        },
+    }
+
+
+def _write_operation(operation_id: str, summary: str, status: int, item: bool) -> dict[str, Any]:
+    schema = "PatientPatch" if operation_id == "updatePatient" else "PatientInput"
+    errors = ("400", "409", "413", "415", "500", "503")
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        },
+        "responses": {
+            str(status): _patient_response(summary),
+            **_errors(*(("404", "412", *errors) if item else errors)),
+        },
+    }
+    if item:
+        operation["parameters"] = [_if_match()]
+    return operation
+
+
+def _delete_operation() -> dict[str, Any]:
+    return {
+        "operationId": "deletePatient",
+        "summary": "Delete a patient",
+        "parameters": [_if_match()],
+        "responses": {
+            "200": {
+                "description": "Deleted; the body is an empty object, as json-server's",
+                "content": {JSON: {"schema": {"type": "object", "maxProperties": 0}}},
+            },
+            **_errors("404", "412", "500", "503"),
+        },
+    }
+
+
+def _health_operation() -> dict[str, Any]:
+    health = {"$ref": "#/components/schemas/Health"}
+    return {
+        "operationId": "health",
+        "summary": "Whether PostgreSQL answers SELECT 1 in time",
+        "responses": {
+            "200": {"description": "Healthy", "content": {JSON: {"schema": health}}},
+            "503": {"description": "Unhealthy", "content": {JSON: {"schema": health}}},
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    text = {"type": ["string", "null"], "maxLength": patients.MAX_TEXT_LENGTH}
+    fields: dict[str, Any] = {
+        "patientID": {"type": "string", "minLength": 1, "maxLength": patients.MAX_TEXT_LENGTH},
+        "name": {"type": "string", "minLength": 1, "maxLength": patients.MAX_TEXT_LENGTH},
+        "age": {"type": ["integer", "null"], "minimum": 0, "maximum": patients.MAX_AGE},
+        "gender": text,
+        "medicalCondition": text,
+        "lastVisit": {"type": ["string", "null"], "format": "date"},
+    }
+    identifier = {"type": "integer", "minimum": 1, "maximum": patients.MAX_ID}
+    return {
+        "Patient": {
+            "type": "object",
+            "required": ["id", *patients.REQUIRED],
+            "properties": {"id": identifier, **fields},
+            "additionalProperties": True,
+        },
+        "PatientInput": {
+            "type": "object",
+            "description": "Fields that are not listed are stored and returned verbatim",
+            "required": list(patients.REQUIRED),
+            "properties": {
+                "id": {"description": "Optional; assigned when left out or falsy"},
+                **fields,
+            },
+            "additionalProperties": True,
+        },
+        "PatientPatch": {
+            "type": "object",
+            "properties": fields,
+            "additionalProperties": True,
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "database", "timestamp"],
+            "properties": {
+                "status": {"enum": ["healthy", "unhealthy"]},
+                "database": {"enum": ["connected", "disconnected"]},
+                "timestamp": {"type": "string", "format": "date-time"},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["detail", "error_code"],
+            "properties": {
+                "detail": {"type": "string"},
+                "error_code": {"enum": list(ERROR_CODES)},
+                "field_errors": {"type": "object", "additionalProperties": {"type": "string"}},
+                "request_id": {"type": "string"},
+            },
+        },
+    }
+
+
+def _error_responses() -> dict[str, Any]:
+    error = {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return {status: {"description": text, "content": error} for status, text in ERRORS.items()}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {status: {"$ref": f"#/components/responses/{status}"} for status in statuses}
+
+
+def _patient_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"ETag": {"description": "Use with If-Match", "schema": {"type": "string"}}},
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Patient"}}},
+    }
+
+
+def _id_parameter() -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": patients.MAX_ID},
+    }
+
+
+def _if_match() -> dict[str, Any]:
+    return {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag last read; the write is refused with 412 if it changed",
+        "schema": {"type": "string"},
+    }
