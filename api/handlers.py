@@ -185,6 +185,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
     body = await _read_body(request, request.app.state.settings.max_body_bytes)
     try:
         value = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ApiError(400, "MALFORMED_JSON", "The body nests too deeply") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise ApiError(400, "MALFORMED_JSON", f"The body is not valid JSON: {error}") from None
     if not isinstance(value, dict):

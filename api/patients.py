@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,15 @@ REQUIRED = ("patientID", "name")
 MAX_ID = 2**63 - 1
 MAX_AGE = 150
 MAX_TEXT_LENGTH = 200
+MAX_PATIENT_ID_LENGTH = 64
+MAX_NESTING = 32
+GENDERS = ("Female", "Male", "Non-binary", "Other", "Prefer not to say", "Unknown", "")
+EARLIEST_VISIT = datetime.date(1900, 1, 1)
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+# C0 and C1 controls (NUL included: PostgreSQL cannot store it) and lone UTF-16 surrogates
+# (not encodable as UTF-8). Tabs and newlines are allowed only in free text, not in typed fields.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class InvalidPatient(ValueError):
@@ -52,11 +61,13 @@ class PatientRow:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def to_row(record: Mapping[str, Any]) -> PatientRow:
+def to_row(record: Mapping[str, Any], today: datetime.date | None = None) -> PatientRow:
     """Validate a json-server record and split it into typed columns and `extra`.
 
-    json-server treats a falsy id (`0`, `null`, `false`, `""`) as "assign one", so do we.
+    Every problem is reported at once. json-server treats a falsy id (`0`, `null`, `false`, `""`)
+    as "assign one", so do we. `today` bounds lastVisit (default: the current UTC date).
     """
+    latest_visit = (today or datetime.datetime.now(datetime.UTC).date()) + datetime.timedelta(1)
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -64,12 +75,19 @@ def to_row(record: Mapping[str, Any]) -> PatientRow:
     for key, value in record.items():
         if key == "id":
             continue
-        if key not in COLUMNS:
+        problem = _storable(key, value)
+        if problem:
+            errors[key] = problem
+        elif key not in COLUMNS:
             extra[key] = value
         elif value is None and key not in REQUIRED:
             extra[key] = None
         else:
-            _check_field(key, value, values, errors)
+            checked = _check(key, value, latest_visit)
+            if isinstance(checked, Problem):
+                errors[key] = checked.message
+            else:
+                values[COLUMNS[key]] = checked
     for key in REQUIRED:
         if key not in record:
             errors.setdefault(key, "is required")
@@ -88,6 +106,74 @@ def merge(current: Mapping[str, Any], changes: Mapping[str, Any]) -> PatientRow:
     return to_row({**_without_id(current), **_without_id(changes)})
 
 
+def parse_date(value: Any) -> datetime.date | None:
+    """A real calendar date written exactly YYYY-MM-DD, else None."""
+    if not isinstance(value, str) or not DATE_PATTERN.fullmatch(value):
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    message: str
+
+
+def _check(key: str, value: Any, latest_visit: datetime.date) -> Any:
+    """The column value for a typed field, or the Problem with it."""
+    if key == "age":
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AGE:
+            return value
+        return Problem(f"must be a whole number from 0 to {MAX_AGE} (not a string)")
+    if key == "lastVisit":
+        day = parse_date(value)
+        if day is None:
+            return Problem("must be a date written YYYY-MM-DD")
+        if not EARLIEST_VISIT <= day <= latest_visit:
+            return Problem(f"must be between {EARLIEST_VISIT} and today")
+        return day
+    if not isinstance(value, str):
+        return Problem("must be a string")
+    return _check_text(key, value)
+
+
+def _check_text(key: str, value: str) -> Any:
+    limit = MAX_PATIENT_ID_LENGTH if key == "patientID" else MAX_TEXT_LENGTH
+    if len(value) > limit:
+        return Problem(f"must be at most {limit} characters")
+    if CONTROL.search(value):
+        return Problem("must not contain control characters")
+    if value and not value.strip():
+        return Problem("must not be only whitespace")
+    if key in REQUIRED and not value:
+        return Problem("must not be empty")
+    if key == "patientID" and value != value.strip():
+        return Problem("must not start or end with whitespace")
+    if key == "gender" and value not in GENDERS:
+        return Problem("must be one of " + ", ".join(repr(gender) for gender in GENDERS))
+    return value
+
+
+def _storable(key: str, value: Any) -> str | None:
+    """Why PostgreSQL could not store this JSON value faithfully, if it could not."""
+    stack: list[tuple[Any, int]] = [(key, 0), (value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return f"must not nest deeper than {MAX_NESTING} levels"
+        if isinstance(item, str) and UNSTORABLE.search(item):
+            return "must not contain NUL characters or unpaired surrogates"
+        if isinstance(item, float) and not math.isfinite(item):
+            return "must be a finite number"
+        if isinstance(item, dict):
+            stack.extend((part, depth + 1) for pair in item.items() for part in pair)
+        elif isinstance(item, list):
+            stack.extend((element, depth + 1) for element in item)
+    return None
+
+
 def _without_id(record: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key != "id"}
 
@@ -99,36 +185,3 @@ def _parse_id(value: Any, errors: dict[str, str]) -> int | None:
         return value
     errors["id"] = "must be a positive whole number, or left out to be assigned"
     return None
-
-
-def _check_field(key: str, value: Any, values: dict[str, Any], errors: dict[str, str]) -> None:
-    column = COLUMNS[key]
-    if key == "age":
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AGE:
-            values[column] = value
-        else:
-            errors[key] = f"must be a whole number from 0 to {MAX_AGE}"
-    elif key == "lastVisit":
-        parsed = parse_date(value)
-        if parsed is None:
-            errors[key] = "must be a date written YYYY-MM-DD"
-        else:
-            values[column] = parsed
-    elif not isinstance(value, str):
-        errors[key] = "must be a string"
-    elif len(value) > MAX_TEXT_LENGTH:
-        errors[key] = f"must be at most {MAX_TEXT_LENGTH} characters"
-    elif key in REQUIRED and not value.strip():
-        errors[key] = "must not be empty"
-    else:
-        values[column] = value
-
-
-def parse_date(value: Any) -> datetime.date | None:
-    """A real calendar date written exactly YYYY-MM-DD, else None."""
-    if not isinstance(value, str) or not DATE_PATTERN.fullmatch(value):
-        return None
-    try:
-        return datetime.date.fromisoformat(value)
-    except ValueError:
-        return None

@@ -119,6 +119,8 @@ def parse_params(query_string: str) -> dict[str, list[str]]:
     """
     params: dict[str, list[str]] = {}
     for raw_key, value in urllib.parse.parse_qsl(query_string, keep_blank_values=True):
+        if "\x00" in raw_key or "\x00" in value:
+            raise InvalidQuery("Query parameters must not contain NUL characters")
         key, _, rest = raw_key.partition("[")
         is_object = bool(rest) and not LIST_INDEX.fullmatch("[" + rest)
         params.setdefault(key if rest else raw_key, []).append(OBJECT_TEXT if is_object else value)

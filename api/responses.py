@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,11 @@ from starlette import responses
 class JSONResponse(responses.JSONResponse):
     # json-server's media type, charset included; some clients compare the header verbatim.
     media_type = "application/json; charset=utf-8"
+
+    def render(self, content: Any) -> bytes:
+        # An error may echo a client's key holding a lone surrogate: escape it, never crash.
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
 
 
 class ApiError(Exception):

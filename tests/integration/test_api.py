@@ -99,6 +99,21 @@ def test_ids_are_never_reused_after_the_highest_record_is_removed(
         pytest.param(b"", JSON_HEADERS, 400, "MALFORMED_JSON", id="an empty body"),
         pytest.param(b'{"age": NaN}', JSON_HEADERS, 400, "MALFORMED_JSON", id="NaN"),
         pytest.param(b"\xff", JSON_HEADERS, 400, "MALFORMED_JSON", id="bytes that are not UTF-8"),
+        pytest.param(b"[" * 100_000, JSON_HEADERS, 400, "MALFORMED_JSON", id="nesting to 100000"),
+        pytest.param(
+            b'{"patientID": "P1", "name": "A\\u0000B"}',
+            JSON_HEADERS,
+            400,
+            "VALIDATION_ERROR",
+            id="an escaped NUL",
+        ),
+        pytest.param(
+            b'{"patientID": "P1", "name": "A", "x": "\\ud800"}',
+            JSON_HEADERS,
+            400,
+            "VALIDATION_ERROR",
+            id="an escaped lone surrogate",
+        ),
         pytest.param(
             json.dumps(make_patient()).encode(),
             {"content-type": "text/plain"},

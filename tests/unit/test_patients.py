@@ -5,6 +5,11 @@ import pytest
 
 from api import patients
 
+TODAY = datetime.date(2024, 6, 1)
+NESTED: Any = "leaf"
+for _ in range(40):
+    NESTED = [NESTED]
+
 
 def make_record(**overrides: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
@@ -77,7 +82,24 @@ def test_a_missing_id_means_assign_one() -> None:
         pytest.param({"id": -3}, "id", "positive whole number", id="a negative id"),
         pytest.param({"id": 1.5}, "id", "positive whole number", id="a fractional id"),
         pytest.param({"id": 2**63}, "id", "positive whole number", id="an id past bigint"),
-        pytest.param({"patientID": "  "}, "patientID", "must not be empty", id="a blank patientID"),
+        pytest.param({"patientID": "  "}, "patientID", "only whitespace", id="a blank patientID"),
+        pytest.param({"patientID": ""}, "patientID", "must not be empty", id="an empty patientID"),
+        pytest.param({"patientID": " P1"}, "patientID", "whitespace", id="a padded patientID"),
+        pytest.param({"patientID": "P\t1"}, "patientID", "control", id="a tab in patientID"),
+        pytest.param({"patientID": "P" * 65}, "patientID", "at most 64", id="a long patientID"),
+        pytest.param({"name": "A\x00B"}, "name", "NUL", id="a NUL in a name"),
+        pytest.param({"name": "\ud800"}, "name", "surrogates", id="a lone surrogate"),
+        pytest.param({"gender": "male"}, "gender", "one of", id="a gender outside the set"),
+        pytest.param({"gender": "   "}, "gender", "only whitespace", id="a blank gender"),
+        pytest.param(
+            {"medicalCondition": "x\x1b"}, "medicalCondition", "control", id="an escape character"
+        ),
+        pytest.param({"lastVisit": "1899-12-31"}, "lastVisit", "between", id="before 1900"),
+        pytest.param({"lastVisit": "2024-06-03"}, "lastVisit", "between", id="in the future"),
+        pytest.param({"notes": "a\x00"}, "notes", "NUL", id="a NUL in an extra field"),
+        pytest.param({"score": float("inf")}, "score", "finite", id="an infinite number"),
+        pytest.param({"deep": NESTED}, "deep", "nest deeper", id="nesting past 32 levels"),
+        pytest.param({"x": {"k\x00": 1}}, "x", "NUL", id="a NUL in a nested key"),
         pytest.param({"patientID": 7}, "patientID", "must be a string", id="a numeric patientID"),
         pytest.param({"name": None}, "name", "must be a string", id="a null name"),
         pytest.param({"name": "x" * 201}, "name", "at most 200", id="a name too long"),
@@ -93,7 +115,7 @@ def test_a_missing_id_means_assign_one() -> None:
 )
 def test_to_row_names_the_bad_field(overrides: dict[str, Any], field: str, message: str) -> None:
     with pytest.raises(patients.InvalidPatient) as raised:
-        patients.to_row(make_record(**overrides))
+        patients.to_row(make_record(**overrides), today=TODAY)
     assert list(raised.value.field_errors) == [field]
     assert message in raised.value.field_errors[field]
 
@@ -102,3 +124,18 @@ def test_to_row_reports_every_error_at_once() -> None:
     with pytest.raises(patients.InvalidPatient) as raised:
         patients.to_row({"age": "old", "lastVisit": "soon"})
     assert set(raised.value.field_errors) == {"patientID", "name", "age", "lastVisit"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"gender": ""}, id="gender not recorded"),
+        pytest.param({"gender": "Non-binary"}, id="a gender from the set"),
+        pytest.param({"lastVisit": "2024-06-02"}, id="tomorrow, for time zones ahead"),
+        pytest.param({"name": "Zoë Ørsted 王芳"}, id="unicode"),
+        pytest.param({"notes": "line one\nline two\ttab"}, id="free text in an extra field"),
+        pytest.param({"medicalCondition": ""}, id="an empty optional field"),
+    ],
+)
+def test_to_row_accepts(overrides: dict[str, Any]) -> None:
+    patients.to_row(make_record(**overrides), today=TODAY)
