@@ -46,8 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/patients/{id}", handlers.delete_patient, methods=["DELETE"]),
         ],
         middleware=[
-            Middleware(logs.RequestContextMiddleware),
-            Middleware(middleware.ResponseHeadersMiddleware),
+            Middleware(middleware.RequestContextMiddleware),
             Middleware(middleware.NormalizePathMiddleware),
             Middleware(
                 middleware.CORSMiddleware,

@@ -1,10 +1,12 @@
-"""Pure ASGI middleware: json-server's URL tolerance, CORS as json-server answered it, response
-headers, and the boundary that turns unexpected exceptions into JSON errors."""
+"""Pure ASGI middleware: request ids and access lines, json-server's URL tolerance, CORS as
+json-server answered it, and the boundary that turns unexpected exceptions into JSON errors."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+import uuid
 from collections.abc import Callable, Collection
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -12,6 +14,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOG = logging.getLogger(__name__)
+ACCESS = logging.getLogger("api.access")
+REQUEST_ID_HEADER = "x-request-id"
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 COLLECTION = "/patients"
 TRAILING_SLASHES = re.compile(r"(?i)/patients/*")
 ITEM = re.compile(r"(?i)/patients/([^/]+)/?")
@@ -105,7 +110,13 @@ class CORSMiddleware:
             headers["access-control-allow-credentials"] = "true"
 
 
-class ResponseHeadersMiddleware:
+class RequestContextMiddleware:
+    """Gives each request an id (kept from `X-Request-ID` when sane), adds it and the standard
+    headers to the response, and logs one access line.
+
+    The path is logged without its query string: queries carry patients' names.
+    """
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -113,13 +124,48 @@ class ResponseHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *RESPONSE_HEADERS]
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    *RESPONSE_HEADERS,
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            ACCESS.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": request_id,
+                },
+            )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER.encode():
+            candidate: str = value.decode("latin-1")
+            if SAFE_REQUEST_ID.fullmatch(candidate):
+                return candidate
+    return uuid.uuid4().hex
 
 
 class ErrorBoundaryMiddleware:
