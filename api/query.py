@@ -39,6 +39,8 @@ class Filter:
     path: tuple[str, ...]
     operator: str  # "eq", "gte", "lte", "ne" or "like"
     values: tuple[str, ...]
+    # The path as written: lodash tries it as one literal key first. Not part of equality.
+    key: str = dataclasses.field(default="", compare=False)
 
     @property
     def drops_when_unknown(self) -> bool:
@@ -50,6 +52,8 @@ class Filter:
 class SortKey:
     path: tuple[str, ...]
     descending: bool = False
+    # The path as written: lodash tries it as one literal key first. Not part of equality.
+    key: str = dataclasses.field(default="", compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +202,7 @@ def _filter(key: str, values: list[str]) -> Filter:
     match = OPERATOR_SUFFIX.search(key)
     operator = match.group(1) if match else "eq"
     path = key[: match.start()] if match else key
-    return Filter(path=to_path(path), operator=operator, values=tuple(values))
+    return Filter(path=to_path(path), operator=operator, values=tuple(values), key=path)
 
 
 def _search(values: list[str] | None) -> str | None:
@@ -216,7 +220,11 @@ def _sort(sort: list[str] | None, order: list[str] | None) -> tuple[SortKey, ...
         raise InvalidQuery("Give _sort and _order once each, as comma-separated lists")
     orders = [part.lower() for part in (order[0] if order else "").split(",")]
     return tuple(
-        SortKey(to_path(field), descending=position < len(orders) and orders[position] == "desc")
+        SortKey(
+            to_path(field),
+            descending=position < len(orders) and orders[position] == "desc",
+            key=field,
+        )
         for position, field in enumerate(sort[0].split(","))
     )
 

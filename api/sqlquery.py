@@ -23,6 +23,7 @@ FIELDS = {
     "lastVisit": ("last_visit", "date"),
 }
 ALWAYS_PRESENT = frozenset({"id", "patientID", "name"})  # NOT NULL columns
+INTEGER_LIMITS = {"id": 2**63 - 1, "age": 2**31 - 1}  # bigint, integer
 COMPARISONS = {"gte": ">=", "lte": "<="}
 LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
@@ -103,18 +104,21 @@ def _search(text: str, params: _Params) -> str:
     return f"p.search_text LIKE '%' || lower(CAST({pattern} AS text) COLLATE pg_c_utf8) || '%'"
 
 
-def _field(path: tuple[str, ...], params: _Params) -> _Field:
+def _field(path: tuple[str, ...], key: str, params: _Params) -> _Field:
     if len(path) == 1 and path[0] in FIELDS:
         column, kind = FIELDS[path[0]]
         return _Field(key=path[0], column=column, kind=kind, json="")
-    bound = params.bind(list(path))
-    return _Field(
-        key="", column=None, kind="json", json=f"({{alias}}.extra #> CAST({bound} AS text[]))"
-    )
+    value = f"{{alias}}.extra #> CAST({params.bind(list(path))} AS text[])"
+    if len(path) > 1:
+        # lodash's _.get(record, "a.b") reads a key literally named "a.b" when the record has one.
+        literal = params.bind(key)
+        literal_value = f"{{alias}}.extra -> {literal}"
+        value = f"CASE WHEN {{alias}}.extra ? {literal} THEN {literal_value} ELSE {value} END"
+    return _Field(key="", column=None, kind="json", json=f"({value})")
 
 
 def _filter(item: query.Filter, params: _Params) -> str:
-    field = _field(item.path, params)
+    field = _field(item.path, item.key, params)
     joiner = " AND " if item.operator == "ne" else " OR "
     condition = joiner.join(
         f"({_compare(field, item.operator, value, params)})" for value in item.values
@@ -148,7 +152,9 @@ def _equal(field: _Field, value: str, params: _Params) -> str:
     column = field.value("p")
     if field.kind == "int":
         number = query.canonical_int(value)
-        return "FALSE" if number is None else f"{column} = {params.bind(number)}"
+        if number is None or abs(number) > INTEGER_LIMITS[field.key]:
+            return "FALSE"  # no stored value has this text
+        return f"{column} = {params.bind(number)}"
     if field.kind == "date":
         day = patients.parse_date(value)
         return "FALSE" if day is None else f"{column} = {params.bind(day)}"
@@ -182,9 +188,8 @@ def _order_by(keys: tuple[query.SortKey, ...], params: _Params) -> str:
     terms: list[str] = []
     for key in keys:
         direction = "DESC" if key.descending else "ASC"
-        terms.extend(
-            f"{term} {direction}" for term in _sort_terms(_field(key.path, params), params)
-        )
+        field = _field(key.path, key.key, params)
+        terms.extend(f"{term} {direction}" for term in _sort_terms(field, params))
     return ", ".join([*terms, "p.storage_order ASC"])
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
@@ -202,24 +202,6 @@ async def _unique(pending: Awaitable[T]) -> T:
         return await pending
     except asyncpg.UniqueViolationError as error:
         raise DuplicatePatient(CONSTRAINT_FIELDS.get(error.constraint_name or "", "id")) from None
-
-
-async def import_patients(db: Database, patients: Iterable[patients.PatientRow]) -> tuple[int, int]:
-    """Insert the records whose id and patientID are both new; returns (inserted, skipped).
-
-    All or nothing, under a transaction-scoped advisory lock so concurrent imports serialize.
-    """
-    inserted = skipped = 0
-    async with db.transaction():
-        await db.execute("SELECT pg_advisory_xact_lock(:key)", {"key": IMPORT_LOCK_KEY})
-        for patient in patients:
-            sql = _insert_sql(patient, "ON CONFLICT DO NOTHING RETURNING id")
-            if await db.fetch_one(sql, _params(patient)) is None:
-                skipped += 1
-            else:
-                inserted += 1
-        await db.execute(ADVANCE_ID_SEQUENCE)
-    return inserted, skipped
 
 
 def _insert_sql(patient: patients.PatientRow, suffix: str) -> str:

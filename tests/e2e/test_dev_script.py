@@ -57,7 +57,7 @@ def test_dev_serves_the_sample_keeps_data_and_stops_everything(tmp_path: pathlib
     assert "36 inserted" in first_output
     assert first_code == 0
     assert second == SAMPLE, "a second run must neither lose nor duplicate data"
-    assert "0 inserted, 36 already present" in second_output
+    assert "0 inserted, 0 updated, 36 unchanged, 0 rejected" in second_output
     assert second_code == 0
     assert "PostgreSQL stopped" in second_output
     assert not port_open(pg_port), "Ctrl-C must stop PostgreSQL too"

@@ -1,0 +1,2 @@
+DROP TABLE import_rejects;
+DROP TABLE import_runs;

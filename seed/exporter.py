@@ -1,0 +1,42 @@
+"""Writes the registry as a json-server db.json, streamed, in list order."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+from typing import TextIO
+
+import asyncpg
+
+SELECT = "SELECT patients_json(p) FROM patients AS p ORDER BY storage_order"
+
+
+async def export(database_url: str, target: pathlib.Path | None, stdout: TextIO) -> int:
+    """Write `{"patients": [...]}` to `target` (atomically) or to stdout; returns the count."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        if target is None:
+            return await _write(connection, stdout)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                count = await _write(connection, file)
+            os.replace(temporary, target)
+        except BaseException:
+            pathlib.Path(temporary).unlink(missing_ok=True)
+            raise
+        return count
+    finally:
+        await connection.close()
+
+
+async def _write(connection: asyncpg.Connection, out: TextIO) -> int:
+    count = 0
+    out.write('{\n  "patients": [')
+    async with connection.transaction(readonly=True, isolation="repeatable_read"):
+        async for row in connection.cursor(SELECT, prefetch=1000):
+            out.write(("\n    " if count == 0 else ",\n    ") + row[0])
+            count += 1
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count

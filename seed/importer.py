@@ -1,0 +1,206 @@
+"""Imports a json-server db.json: every record ends in exactly one bucket, all or nothing.
+
+Buckets: inserted, updated (upsert mode only), unchanged, rejected (with a reason, kept verbatim
+in import_rejects). Other top-level collections are kept there too. A dry run does all of it,
+reports, and rolls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import asyncpg
+
+from api import patients
+from seed import reader
+from seed.store import Import, refused, staged
+
+BATCH_SIZE = 5000
+MAX_RECORD_BYTES = 1_048_576  # the API's default body limit
+BUCKETS = ("inserted", "updated", "unchanged", "rejected")
+PROGRESS_INTERVAL_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    path: pathlib.Path
+    database_url: str
+    upsert: bool = False
+    dry_run: bool = False
+    report: pathlib.Path | None = None
+    wait_seconds: float = 60.0
+
+
+@dataclasses.dataclass
+class Summary:
+    counts: dict[str, int]
+    collections: dict[str, int]
+    run_id: int | None
+    read: int
+
+
+async def run(options: Options, say: Callable[[str], None], progress_to: TextIO) -> Summary:
+    connection = await _connect(options.database_url, options.wait_seconds, say)
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            summary = await _import(connection, options, say, progress_to)
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if options.dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+        return summary
+    finally:
+        await connection.close()
+
+
+async def _import(
+    connection: asyncpg.Connection, options: Options, say: Callable[[str], None], out: TextIO
+) -> Summary:
+    job = Import(connection)
+    await job.begin()
+    collections: dict[str, str] = {}
+    meter = _Meter(options.path, out, say)
+    batch: list[tuple[Any, ...]] = []
+    read = 0
+    for entry in reader.entries(options.path, _keep(collections), meter.progress):
+        batch.append(_prepare(entry))
+        read += 1
+        if len(batch) >= BATCH_SIZE:
+            await job.stage(batch)
+            batch.clear()
+            meter.tick(read)
+    await job.stage(batch)
+    meter.finish(read)
+    counts = dict.fromkeys(BUCKETS, 0) | await job.classify_and_apply(options.upsert)
+    run_id = None
+    if not options.dry_run:
+        run_id = await job.log(str(options.path), "upsert" if options.upsert else "insert", counts)
+        for name, value in collections.items():
+            await job.keep_collection(run_id, name, value)
+    if options.report:
+        await _write_report(job, options, counts, collections, read)
+    return Summary(
+        counts, {name: _size(value) for name, value in collections.items()}, run_id, read
+    )
+
+
+def _keep(collections: dict[str, str]) -> Callable[[str, Any], None]:
+    def keep(name: str, value: Any) -> None:
+        collections[name] = json.dumps(value, ensure_ascii=False)
+
+    return keep
+
+
+def _prepare(entry: reader.Entry) -> tuple[Any, ...]:
+    """The staging tuple for one entry: validated by the API's own rules, or refused."""
+    raw = json.dumps(entry.value, ensure_ascii=False)
+    if not isinstance(entry.value, dict):
+        return refused(entry.position, raw, "not a JSON object")
+    if len(raw.encode()) > MAX_RECORD_BYTES:
+        return refused(entry.position, raw, f"larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        return staged(entry.position, patients.to_row(entry.value), raw)
+    except patients.InvalidPatient as error:
+        reason = "; ".join(f"{key}: {text}" for key, text in error.field_errors.items())
+        return refused(entry.position, raw, reason)
+
+
+async def _write_report(
+    job: Import, options: Options, counts: dict[str, int], collections: dict[str, str], read: int
+) -> None:
+    """A JSON report, streamed: the counts, then each rejected or updated record's line."""
+    assert options.report is not None
+    with options.report.open("w", encoding="utf-8") as file:
+        header = {
+            "source": str(options.path),
+            "mode": "upsert" if options.upsert else "insert",
+            "dry_run": options.dry_run,
+            "read": read,
+            "counts": counts,
+            "other_collections": {name: _size(value) for name, value in collections.items()},
+        }
+        file.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "records": [')
+        separator = "\n"
+        async for outcome in job.outcomes(("rejected", "updated")):
+            line = {
+                "position": outcome.position,
+                "id": outcome.id if outcome.id is not None else _raw_id(outcome.raw),
+                "patientID": outcome.patient_id,
+                "bucket": outcome.bucket,
+                "reason": outcome.reason,
+            }
+            file.write(separator + json.dumps(line, ensure_ascii=False))
+            separator = ",\n"
+        file.write("\n]}\n")
+
+
+def _raw_id(raw: str) -> Any:
+    value = json.loads(raw)
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def _size(value: str) -> int:
+    parsed = json.loads(value)
+    return len(parsed) if isinstance(parsed, list | dict) else 1
+
+
+async def _connect(url: str, within: float, say: Callable[[str], None]) -> asyncpg.Connection:
+    deadline = time.monotonic() + within
+    attempt = 1
+    while True:
+        try:
+            return await asyncpg.connect(url, timeout=min(5.0, within))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as error:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(f"database not reachable after {within:.0f} s") from error
+            say(f"waiting for the database (attempt {attempt}): {type(error).__name__}")
+            attempt += 1
+            await asyncio.sleep(1.0)
+
+
+class _Meter:
+    """A live progress line on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, path: pathlib.Path, out: TextIO, say: Callable[[str], None]) -> None:
+        size = path.stat().st_size if path.exists() else 0
+        self.progress = reader.Progress(size)
+        self.out = out
+        self.say = say
+        self.live = out.isatty()
+        self.started = self.last = time.monotonic()
+
+    def tick(self, records: int) -> None:
+        now = time.monotonic()
+        if not self.live and now - self.last < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        fraction = self.progress.done / self.progress.size if self.progress.size else 0.0
+        eta = elapsed / fraction - elapsed if fraction else 0.0
+        line = (
+            f"{records:,} records read, {records / elapsed:,.0f}/s, "
+            f"{fraction:.0%} of the file, about {eta:.0f} s left"
+        )
+        if self.live:
+            self.out.write(f"\r{line}\x1b[K")
+            self.out.flush()
+        else:
+            self.say(line)
+
+    def finish(self, records: int) -> None:
+        if self.live:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+        elapsed = time.monotonic() - self.started
+        self.say(f"{records:,} records read in {elapsed:.1f} s")

@@ -1,0 +1,182 @@
+"""The import's SQL: stage valid records with COPY, sort each into one bucket, apply.
+
+Everything runs in one transaction of one connection, under the import advisory lock, so a failed
+or killed import changes nothing and two imports never interleave. Staging and classification
+happen in PostgreSQL, so the importer's memory stays flat whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from api import patients
+from api.store import ADVANCE_ID_SEQUENCE, DATA_COLUMNS, IMPORT_LOCK_KEY
+
+STAGED_COLUMNS = ("position", "id", *DATA_COLUMNS, "raw", "bucket", "reason")
+CREATE_STAGING = """
+CREATE TEMP TABLE import_staging (
+    position bigint PRIMARY KEY,
+    id bigint,
+    patient_id text,
+    name text,
+    age integer,
+    gender text,
+    medical_condition text,
+    last_visit date,
+    extra jsonb,
+    raw text NOT NULL,
+    bucket text,
+    target_id bigint,
+    reason text
+) ON COMMIT DROP
+"""
+# Same content: every data column and `extra` equal (NULL-safe).
+SAME_CONTENT = " AND ".join(
+    f"p.{column} IS NOT DISTINCT FROM s.{column}" for column in DATA_COLUMNS
+)
+# Each statement sorts the still-unsorted staged rows; the first that matches decides.
+CLASSIFY = (
+    """UPDATE import_staging AS s SET bucket = 'rejected',
+        reason = 'id ' || s.id || ' appears earlier in the file, at position ' || first.position
+    FROM (SELECT id, min(position) AS position FROM import_staging WHERE id IS NOT NULL
+          GROUP BY id) AS first
+    WHERE s.id = first.id AND s.position > first.position AND s.bucket IS NULL""",
+    """UPDATE import_staging AS s SET bucket = 'rejected',
+        reason = 'patientID ' || s.patient_id || ' appears earlier in the file, at position '
+                 || first.position
+    FROM (SELECT patient_id, min(position) AS position FROM import_staging
+          WHERE bucket IS NULL GROUP BY patient_id) AS first
+    WHERE s.patient_id = first.patient_id AND s.position > first.position AND s.bucket IS NULL""",
+    """UPDATE import_staging AS s SET bucket = 'rejected',
+        reason = 'id ' || s.id || ' is stored with another patientID (' || p.patient_id || ')'
+    FROM patients AS p
+    WHERE p.id = s.id AND p.patient_id <> s.patient_id AND s.bucket IS NULL""",
+    """UPDATE import_staging AS s SET bucket = 'rejected',
+        reason = 'patientID ' || s.patient_id || ' is stored with another id (' || p.id || ')'
+    FROM patients AS p
+    WHERE p.patient_id = s.patient_id AND s.id IS NOT NULL AND p.id <> s.id
+      AND s.bucket IS NULL""",
+    f"""UPDATE import_staging AS s SET bucket = 'unchanged', target_id = p.id
+    FROM patients AS p
+    WHERE p.patient_id = s.patient_id AND {SAME_CONTENT} AND s.bucket IS NULL""",
+    # $1: upsert. The same patientID with other values: updated, or refused in insert mode.
+    """UPDATE import_staging AS s
+    SET bucket = CASE WHEN $1 THEN 'updated' ELSE 'rejected' END,
+        target_id = p.id,
+        reason = CASE WHEN $1 THEN NULL ELSE 'patientID ' || s.patient_id
+                 || ' is stored with other values; import with --mode upsert to update it' END
+    FROM patients AS p
+    WHERE p.patient_id = s.patient_id AND s.bucket IS NULL""",
+    "UPDATE import_staging SET bucket = 'inserted' WHERE bucket IS NULL",
+)
+APPLY = (
+    f"""UPDATE patients AS p SET ({", ".join(DATA_COLUMNS)}) =
+        ({", ".join(f"s.{column}" for column in DATA_COLUMNS)})
+    FROM import_staging AS s WHERE s.bucket = 'updated' AND p.id = s.target_id""",
+    # New ids come after every stored id and every id this import brings.
+    """SELECT setval(s.seq, m.high)
+    FROM (SELECT pg_get_serial_sequence('patients', 'id')::regclass AS seq) AS s,
+    LATERAL (SELECT GREATEST(
+        (SELECT max(id) FROM import_staging WHERE bucket = 'inserted'),
+        (SELECT max(id) FROM patients),
+        pg_sequence_last_value(s.seq)) AS high) AS m
+    WHERE m.high IS NOT NULL""",
+    f"""INSERT INTO patients (id, {", ".join(DATA_COLUMNS)})
+    SELECT coalesce(s.id, nextval(pg_get_serial_sequence('patients', 'id'))),
+           {", ".join(f"s.{column}" for column in DATA_COLUMNS)}
+    FROM import_staging AS s WHERE s.bucket = 'inserted' ORDER BY s.position""",
+    ADVANCE_ID_SEQUENCE,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened to one staged record (rejected ones carry their verbatim text)."""
+
+    position: int
+    id: int | None
+    patient_id: str
+    bucket: str
+    reason: str | None
+    raw: str
+
+
+class Import:
+    """One import's transaction: stage rows, then classify and apply them."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def begin(self) -> None:
+        await self.connection.execute("SELECT pg_advisory_xact_lock($1)", IMPORT_LOCK_KEY)
+        await self.connection.execute(CREATE_STAGING)
+
+    async def stage(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """COPY tuples made by `staged` or `refused` into the staging table."""
+        await self.connection.copy_records_to_table(
+            "import_staging", records=records, columns=STAGED_COLUMNS
+        )
+
+    async def log(self, source: str, mode: str, counts: dict[str, int]) -> int:
+        """Record the run and keep every rejected record, verbatim; returns the run's id."""
+        run_id: int = await self.connection.fetchval(
+            "INSERT INTO import_runs (source, mode, counts) VALUES ($1, $2, $3) RETURNING id",
+            source,
+            mode,
+            json.dumps(counts),
+        )
+        await self.connection.execute(
+            "INSERT INTO import_rejects (run_id, position, reason, record)"
+            " SELECT $1, position, reason, raw FROM import_staging"
+            " WHERE bucket = 'rejected' ORDER BY position",
+            run_id,
+        )
+        return run_id
+
+    async def keep_collection(self, run_id: int, name: str, value: str) -> None:
+        await self.connection.execute(
+            "INSERT INTO import_rejects (run_id, collection, reason, record)"
+            " VALUES ($1, $2, 'only patients are imported', $3)",
+            run_id,
+            name,
+            value,
+        )
+
+    async def classify_and_apply(self, upsert: bool) -> dict[str, int]:
+        # Writers of the API wait until the import commits, so the buckets stay true.
+        await self.connection.execute("LOCK TABLE patients IN SHARE ROW EXCLUSIVE MODE")
+        await self.connection.execute("ANALYZE import_staging")
+        for statement in CLASSIFY:
+            await self.connection.execute(statement, *(upsert,) if "$1" in statement else ())
+        for statement in APPLY:
+            await self.connection.execute(statement)
+        counts = await self.connection.fetch(
+            "SELECT bucket, count(*) FROM import_staging GROUP BY bucket"
+        )
+        return {row["bucket"]: row["count"] for row in counts}
+
+    async def outcomes(self, buckets: Iterable[str]) -> AsyncIterator[Outcome]:
+        """The staged records in the given buckets, in file order, read with a cursor."""
+        query = (
+            "SELECT position, coalesce(id, target_id) AS id, patient_id, bucket, reason, raw"
+            " FROM import_staging WHERE bucket = ANY($1) ORDER BY position"
+        )
+        async for row in self.connection.cursor(query, list(buckets), prefetch=1000):
+            yield Outcome(**dict(row))
+
+
+def staged(position: int, row: patients.PatientRow, raw: str) -> tuple[Any, ...]:
+    """A valid record, to be sorted into its bucket in SQL."""
+    values = [getattr(row, column) for column in DATA_COLUMNS]
+    values[-1] = json.dumps(row.extra, ensure_ascii=False)
+    return (position, row.id, *values, raw, None, None)
+
+
+def refused(position: int, raw: str, reason: str) -> tuple[Any, ...]:
+    """A record refused before staging (invalid, or not an object), kept with its reason."""
+    return (position, None, *(None for _ in DATA_COLUMNS), raw, "rejected", reason)
