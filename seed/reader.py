@@ -37,7 +37,11 @@ class Progress:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.done = 0
+        self.position: Callable[[], int] = lambda: 0
+
+    @property
+    def done(self) -> int:
+        return self.position()
 
 
 def entries(
@@ -50,7 +54,9 @@ def entries(
             if start.startswith(OTHER_BOMS):
                 raise DbJsonError(f"{path} is not UTF-8 text (it is UTF-16 or UTF-32)")
             file.seek(len(BOM) if start.startswith(BOM) else 0)
-            yield from _entries(_tracked(file, progress), other)
+            if progress is not None:
+                progress.position = file.tell  # ijson's C backend reads past our hooks
+            yield from _entries(file, other)
     except OSError as error:
         raise DbJsonError(f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:
@@ -104,20 +110,6 @@ def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> An
         depth += (event in CONTAINER_STARTS) - (event in CONTAINER_ENDS)
         builder.event(event, value)
     return builder.value
-
-
-def _tracked(file: IO[bytes], progress: Progress | None) -> IO[bytes]:
-    if progress is None:
-        return file
-    read = file.read
-
-    def counted(size: int = -1) -> bytes:
-        chunk = read(size)
-        progress.done += len(chunk)
-        return chunk
-
-    file.read = counted  # type: ignore[method-assign]
-    return file
 
 
 def _first_line(error: Exception) -> str:
