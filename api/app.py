@@ -85,7 +85,7 @@ def _swagger_ui_assets() -> str:
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    await app.state.db.connect()
+    await store.connect(app.state.db, settings.db_timeout_seconds)
     LOG.info("patient registry API started", extra={"environment": settings.environment})
     yield
     await store.disconnect(app.state.db, settings.shutdown_timeout_seconds)

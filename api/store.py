@@ -72,6 +72,15 @@ def open_database(settings: Settings) -> Database:
     )
 
 
+async def connect(db: Database, acquire_within: float) -> None:
+    """Open the pool (no connection yet when DB_POOL_MIN is 0, so this works while PostgreSQL is
+    down) and bound every pool acquisition: `databases` 0.9 waits forever for a free connection,
+    so a saturated pool would hang requests instead of answering 503."""
+    await db.connect()
+    # databases is frozen at 0.9.0 and reads only `_pool`; tests/integration pins this.
+    db._backend._pool = _BoundedPool(db._backend._pool, acquire_within)
+
+
 async def disconnect(db: Database, within: float) -> None:
     """Close the pool, but never hang shutdown on leaked connections (encode/databases#477)."""
     try:
@@ -202,6 +211,20 @@ async def _unique(pending: Awaitable[T]) -> T:
         return await pending
     except asyncpg.UniqueViolationError as error:
         raise DuplicatePatient(CONSTRAINT_FIELDS.get(error.constraint_name or "", "id")) from None
+
+
+class _BoundedPool:
+    """An asyncpg pool whose acquire() gives up after `within` seconds (TimeoutError)."""
+
+    def __init__(self, pool: asyncpg.Pool, within: float) -> None:
+        self._pool = pool
+        self._within = within
+
+    def acquire(self) -> Any:
+        return self._pool.acquire(timeout=self._within)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 def _insert_sql(patient: patients.PatientRow, suffix: str) -> str:
