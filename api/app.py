@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -92,6 +92,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def _failure_response(error: Exception, request_id: str | None) -> Response:
+    if isinstance(error, ClientDisconnect):
+        # Normal on the web: the client went away mid-request. Nothing was written.
+        LOG.info("client disconnected mid-request", extra={"request_id": request_id})
+        return error_response(ApiError(400, "CLIENT_DISCONNECTED", "The client went away"))
     if store.is_unavailable(error):
         LOG.warning(
             "database unavailable: %s", type(error).__name__, extra={"request_id": request_id}

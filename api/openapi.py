@@ -22,6 +22,7 @@ ERROR_CODES = (
     "INTERNAL_ERROR",
     "DATABASE_UNAVAILABLE",
     "HTTP_ERROR",
+    "CLIENT_DISCONNECTED",
 )
 ERRORS = {
     "400": "Malformed JSON, a body that is not an object, an invalid field or query",

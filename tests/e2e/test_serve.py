@@ -2,6 +2,8 @@
 
 import json
 import signal
+import socket
+import time
 
 from localpg import free_port
 from tests.e2e.processes import drain, get, post, running, venv_env, wait_for_health
@@ -62,3 +64,27 @@ def test_serve_refuses_to_start_in_production_with_unsafe_settings(
         output = drain(server)
 
     assert "CORS_ORIGINS must list the allowed origins explicitly" in output
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_no_trace_and_no_record(
+    migrated_database_url: str,
+) -> None:
+    port = free_port()
+    env = venv_env(DATABASE_URL=migrated_database_url, PORT=str(port), HOST="127.0.0.1")
+    with running(SERVE, env) as server:
+        wait_for_health(f"http://127.0.0.1:{port}", server)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(
+                b"POST /patients HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"patientID": "HALF", "na'
+            )
+        time.sleep(1.0)
+        listing = get(f"http://127.0.0.1:{port}/patients")
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        output = drain(server)
+
+    assert listing == (200, [])
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert not any("exception" in line for line in lines), "a hang-up is not an error"
+    assert any(line["message"] == "client disconnected mid-request" for line in lines)
