@@ -1,0 +1,997 @@
+"""The benchmark: our API against json-server 0.17.4 and a bare asyncpg "driver ceiling", with wrk.
+
+It sets everything up itself: a throwaway PostgreSQL 17 cluster (scripts/localpg.py), the
+migrations, N deterministic patients loaded with COPY, the same records as a db.json for
+json-server, our API started exactly as production starts it (`sh docker/serve`), and wrk.
+It prints figures, checks them against the targets and saves them as JSON; it asserts nothing.
+
+    .venv/bin/python scripts/benchmark.py [--sizes 1000,10000,100000] [--duration 10]
+        [--connections 16] [--skip-json-server] [--explain] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import http.client
+import json
+import os
+import pathlib
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+import asyncpg
+import psycopg
+from psycopg import sql
+
+import localpg
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # api and migrator, when run as `python scripts/benchmark.py`
+
+from api import query, sqlquery  # noqa: E402
+from migrator import runner  # noqa: E402
+
+CACHE = REPO / ".cache"
+DEFAULT_OUTPUT = CACHE / "benchmark-results.json"
+JSON_SERVER_VERSION = "0.17.4"
+# tests/contract/jsonserver.py installs a pinned copy in the first; reused when present.
+JSON_SERVER_DIRS = (CACHE / "json-server", CACHE / "json-server-bench")
+JSON_SERVER_BIN = pathlib.Path("node_modules", "json-server", "lib", "cli", "bin.js")
+# Only memory and durability differ from a stock server: the planner's costs stay as shipped.
+PG_SETTINGS = {
+    "shared_buffers": "512MB",
+    "effective_cache_size": "4GB",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "1GB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+}
+PG_FAST = "fsync=off, synchronous_commit=off, full_page_writes=off (a throwaway cluster)"
+DB_POOL_MAX = "10"  # our API's default pool size; the driver ceiling gets the same
+UVICORN_FLAGS = ("--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1")
+WRK_TIMEOUT = "60s"
+READY_TIMEOUT_SECONDS = 120.0
+VACUUM_ATTEMPTS = 10
+QUIET_SHARE = 0.15  # other processes' CPU share under which the machine counts as quiet
+NOISY_SHARE = 0.25  # above this during a measurement, it is measured again
+WHOLE_LIST_MAX_SIZE = 100_000  # json-server answers ~20 MB per whole list at 100,000
+# Fewer connections for answers of megabytes: the whole list from 100,000 patients on, and the
+# q and name_like answers (37,000 and 93,000 records at 1,000,000) above it.
+BIG_LIST_SIZE = 100_000
+BIG_LIST_CONNECTIONS = 4
+PAGE_SIZE = 20
+
+SEED = 20261122
+FIRST_NAMES = (
+    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
+    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
+    "Charles", "Karen", "Christopher", "Lisa", "Daniel", "Nancy", "Matthew", "Betty", "Anthony",
+    "Sandra", "Mark", "Ashley", "Donald", "Kimberly", "Steven", "Emily", "Andrew", "Donna", "Paul",
+    "Michelle", "Joshua", "Carol", "Kenneth", "Amanda", "Kevin", "Melissa", "Brian", "Deborah",
+    "George", "Stephanie", "Timothy", "Rebecca", "Jordan", "Joan", "Ronald", "Laura", "Edward",
+    "Sharon", "Jason", "Cynthia", "Léa", "Søren", "Zoë", "José", "Ana", "Chloé",
+)  # fmt: skip
+LAST_NAMES = (
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
+    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
+    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
+    "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright",
+    "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall",
+    "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Álvarez", "Ørsted", "Müller", "O'Brien",
+)  # fmt: skip
+GENDERS = {"Female": 48, "Male": 48, "Other": 3, "Unknown": 1}
+CONDITIONS = (
+    "Hypertension", "Type 2 Diabetes", "Asthma", "Migraine", "Arthritis", "Depression",
+    "Anxiety", "COPD", "Hyperlipidemia", "Hypothyroidism", "Allergic Rhinitis", "Back Pain",
+)  # fmt: skip
+PROVIDERS = ("Aetna", "Cigna", "Humana", "Kaiser Permanente", "Blue Cross", "UnitedHealthcare")
+PLANS = ("HMO", "PPO", "EPO", "POS")
+FIRST_VISIT = datetime.date(2015, 1, 1)
+VISIT_DAYS = (datetime.date(2025, 12, 31) - FIRST_VISIT).days
+INSURED_SHARE = 0.05
+# Parts of last names (Martin/Martinez, Wilson, Anderson/Hernandez): each matches 2-4 % of the
+# rows and nothing in any other field.
+SEARCH_TERMS = ("mart", "wils", "ande")
+COPY_COLUMNS = (
+    "id", "patient_id", "name", "age", "gender", "medical_condition", "last_visit", "extra",
+)  # fmt: skip
+
+# wrk runs this in each thread; `tid` is set by setup() so POSTed patientIDs never collide.
+LUA_PRELUDE = """
+next_thread = 0
+tid = 0
+counter = 0
+json_headers = {["Content-Type"] = "application/json"}
+function setup(thread)
+  next_thread = next_thread + 1
+  thread:set("tid", next_thread)
+end
+function init(args)
+  math.randomseed(@SEED@ + tid * 7919)
+end
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    request: str  # the body of wrk's Lua request(); @N@, @PAGES@ and @TAG@ are filled in
+    sample: str = ""  # a path both servers must answer alike before they are measured
+    write: bool = False
+
+    def lua(self, size: int, tag: str) -> str:
+        body = self.request.replace("@N@", str(size)).replace("@TAG@", tag)
+        body = body.replace("@PAGES@", str(max(size // PAGE_SIZE, 1)))
+        prelude = LUA_PRELUDE.replace("@SEED@", str(SEED))
+        return f"{prelude}\nrequest = function()\n{textwrap.indent(body, '  ')}\nend\n"
+
+
+GET_BY_ID = Scenario(
+    "get_by_id",
+    "GET by id",
+    'return wrk.format("GET", "/patients/" .. math.random(1, @N@))',
+    "/patients/1",
+)
+WHOLE_LIST = Scenario(
+    "whole_list", "whole list", 'return wrk.format("GET", "/patients")', "/patients"
+)
+FILTERED_SORT = "/patients?gender=Female&_sort=age&_order=desc&_page=1&_limit=20"
+UNPAGED = frozenset({"whole_list", "q", "like"})
+SCENARIOS = (
+    GET_BY_ID,
+    WHOLE_LIST,
+    Scenario(
+        "page",
+        "page of 20 + total",
+        'return wrk.format("GET", "/patients?_page=" .. math.random(1, @PAGES@) .. "&_limit=20")',
+        "/patients?_page=3&_limit=20",
+    ),
+    Scenario(
+        "q",
+        "q search",
+        "local terms = {" + ", ".join(f'"{term}"' for term in SEARCH_TERMS) + "}\n"
+        'return wrk.format("GET", "/patients?q=" .. terms[math.random(#terms)])',
+        f"/patients?q={SEARCH_TERMS[0]}",
+    ),
+    Scenario(
+        "like",
+        "name_like=^jo",
+        'return wrk.format("GET", "/patients?name_like=%5Ejo")',
+        "/patients?name_like=%5Ejo",
+    ),
+    Scenario(
+        "filtered_sort",
+        "filter+sort page",
+        f'return wrk.format("GET", "{FILTERED_SORT}")',
+        FILTERED_SORT,
+    ),
+    Scenario(
+        "post",
+        "POST",
+        "counter = counter + 1\n"
+        "local body = string.format("
+        '\'{"patientID":"B-@TAG@-%d-%d","name":"Bench Mark","age":%d,"gender":"Female",'
+        '"medicalCondition":"Asthma","lastVisit":"2024-03-01"}\', '
+        "tid, counter, math.random(0, 100))\n"
+        'return wrk.format("POST", "/patients", json_headers, body)',
+        write=True,
+    ),
+    Scenario(
+        "patch",
+        "PATCH",
+        'return wrk.format("PATCH", "/patients/" .. math.random(1, @N@), json_headers, '
+        "'{\"age\":' .. math.random(0, 100) .. '}')",
+        write=True,
+    ),
+)
+# (scenario, against, minimum ours/against, sizes it applies to; empty: every size)
+TARGETS = (
+    ("get_by_id", "ceiling", 0.9, ()),
+    ("page", "json-server", 20.0, (100_000,)),
+    ("q", "json-server", 5.0, (100_000,)),
+    ("like", "json-server", 5.0, (100_000,)),
+    ("filtered_sort", "json-server", 5.0, (100_000,)),
+    ("post", "json-server", 50.0, (100_000,)),
+    ("patch", "json-server", 50.0, (100_000,)),
+    ("whole_list", "json-server", 2.0, (10_000, 100_000)),
+)
+P99_TARGET_MS = 10.0
+
+CEILING_APP = '''
+"""Driver ceiling: one route, one asyncpg pool fetchrow by id, the row's JSON sent as it is."""
+
+import contextlib
+import os
+
+import asyncpg
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+SQL = "SELECT patients_json(p) FROM patients AS p WHERE p.id = $1"
+
+
+async def patient(request):
+    row = await request.app.state.pool.fetchrow(SQL, request.path_params["id"])
+    if row is None:
+        return Response("{}", status_code=404, media_type="application/json")
+    return Response(row[0], media_type="application/json; charset=utf-8")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    app.state.pool = await asyncpg.create_pool(
+        os.environ["DATABASE_URL"], min_size=0, max_size=int(os.environ["DB_POOL_MAX"])
+    )
+    yield
+    await app.state.pool.close()
+
+
+def create_app():
+    return Starlette(routes=[Route("/patients/{id:int}", patient)], lifespan=lifespan)
+'''
+
+
+class BenchmarkError(RuntimeError):
+    """Something could not be set up or measured; the message says what, and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    sizes: tuple[int, ...]
+    scenarios: tuple[str, ...]
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    skip_json_server: bool
+    explain: bool
+    quiet_wait: float
+    retries: int
+    output: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    requests_per_second: float
+    latency_ms: dict[str, float]  # "50", "75", "90", "99" -> milliseconds
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    connections: int
+    duration_seconds: int
+    other_cpu: float = 0.0  # share of the machine's CPU used by processes not ours meanwhile
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def generate_patients(size: int, seed: int = SEED) -> list[dict[str, Any]]:
+    """`size` json-server records with ids 1..size; the same seed gives the same records."""
+    rng = random.Random(seed)  # noqa: S311 (test data, not secrets)
+    genders, weights = list(GENDERS), list(GENDERS.values())
+    records = []
+    for number in range(1, size + 1):
+        record: dict[str, Any] = {
+            "id": number,
+            "patientID": f"P{number:07d}",
+            "name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+            "age": rng.randint(0, 100),
+            "gender": rng.choices(genders, weights)[0],
+            "medicalCondition": rng.choice(CONDITIONS),
+            "lastVisit": (FIRST_VISIT + datetime.timedelta(rng.randrange(VISIT_DAYS))).isoformat(),
+        }
+        if rng.random() < INSURED_SHARE:
+            record["insurance"] = {
+                "provider": rng.choice(PROVIDERS),
+                "plan": rng.choice(PLANS),
+                "memberNumber": f"M{rng.randrange(10**8):08d}",
+            }
+        records.append(record)
+    return records
+
+
+def copy_record(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A record as a row for COPY; storage_order and search_text are generated by PostgreSQL."""
+    extra = {"insurance": record["insurance"]} if "insurance" in record else {}
+    return (
+        record["id"],
+        record["patientID"],
+        record["name"],
+        record["age"],
+        record["gender"],
+        record["medicalCondition"],
+        datetime.date.fromisoformat(record["lastVisit"]),
+        json.dumps(extra),
+    )
+
+
+async def load_patients(url: str, records: list[dict[str, Any]]) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = map(copy_record, records)
+        await connection.copy_records_to_table("patients", records=rows, columns=COPY_COLUMNS)
+        await connection.execute(
+            "SELECT setval(pg_get_serial_sequence('patients', 'id'), max(id)) FROM patients"
+        )
+        await settle(connection)
+    finally:
+        await connection.close()
+
+
+async def settle(connection: asyncpg.Connection) -> None:
+    """VACUUM ANALYZE until the visibility map covers the table, as autovacuum soon would.
+
+    Right after a bulk load, VACUUM can find the new rows not yet visible to every snapshot (an
+    autovacuum worker's), and index-only scans would then read every heap row.
+    """
+    for _ in range(VACUUM_ATTEMPTS):
+        await connection.execute("VACUUM (ANALYZE) patients")
+        pages, visible = await connection.fetchrow(
+            "SELECT relpages, relallvisible FROM pg_class WHERE oid = 'patients'::regclass"
+        )
+        if visible >= pages * 0.95:
+            return
+        await asyncio.sleep(1.0)
+    say(f"VACUUM left {pages - visible} of {pages} pages not all-visible")
+
+
+def write_db_json(records: list[dict[str, Any]], path: pathlib.Path) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump({"patients": records}, handle, ensure_ascii=False)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres(workdir: pathlib.Path) -> Iterator[localpg.Cluster]:
+    """A throwaway PostgreSQL 17 cluster, tuned for the benchmark by PG_SETTINGS."""
+    cluster = localpg.Cluster(
+        bin_dir=localpg.ensure_binaries(CACHE / "pg17"),
+        data_dir=workdir / "pgdata",
+        port=localpg.free_port(),
+    )
+    cluster.init(fast=True)
+    with (cluster.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+        conf.writelines(f"{name} = '{value}'\n" for name, value in PG_SETTINGS.items())
+    cluster.start(fast=True, log_file=workdir / "postgres.log")
+    try:
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+
+
+def postmaster_pid(cluster: localpg.Cluster) -> int:
+    return int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
+@contextlib.contextmanager
+def database(cluster: localpg.Cluster, name: str) -> Iterator[str]:
+    """A new database with every migration applied; dropped afterwards."""
+    with psycopg.connect(cluster.url(), autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = cluster.url(name)
+    try:
+        runner.apply(url)
+        yield url
+    finally:
+        with psycopg.connect(cluster.url(), autocommit=True) as connection:
+            drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+            connection.execute(drop)
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    name: str
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def http_get(server: Server, path: str) -> tuple[Any, str | None]:
+    """The parsed JSON body and X-Total-Count of a GET that must answer 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchmarkError(f"{server.name} answered {response.status} to GET {path}")
+    return json.loads(body), response.getheader("X-Total-Count")
+
+
+@contextlib.contextmanager
+def serving(
+    name: str, argv: Sequence[str], port: int, env: dict[str, str], log: pathlib.Path
+) -> Iterator[Server]:
+    """Run `argv` in its own session until `/patients/1` answers; SIGTERM it afterwards."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=output, stderr=output, start_new_session=True
+        )
+    server = Server(name, port, process.pid)
+    try:
+        _wait_ready(server, process, log)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_ready(server: Server, process: subprocess.Popen[bytes], log: pathlib.Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise BenchmarkError(f"{server.name} exited with {process.returncode}:\n{tail}")
+        with contextlib.suppress(OSError, http.client.HTTPException, BenchmarkError):
+            http_get(server, "/patients/1")
+            return
+        time.sleep(0.2)
+    raise BenchmarkError(f"{server.name} did not answer within {READY_TIMEOUT_SECONDS:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def python_env(database_url: str, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "DB_POOL_MAX": DB_POOL_MAX,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def our_api(database_url: str, workdir: pathlib.Path) -> contextlib.AbstractContextManager[Server]:
+    """Our API as production starts it: `docker/serve`, one uvicorn worker, JSON access log."""
+    port = localpg.free_port()
+    env = python_env(database_url, port)
+    return serving("ours", ["sh", "docker/serve"], port, env, workdir / "ours.log")
+
+
+def ceiling_app(
+    database_url: str, workdir: pathlib.Path
+) -> contextlib.AbstractContextManager[Server]:
+    """The bare Starlette + asyncpg app, served with docker/serve's uvicorn flags."""
+    (workdir / "ceiling.py").write_text(CEILING_APP, encoding="utf-8")
+    port = localpg.free_port()
+    argv = ["uvicorn", "--app-dir", str(workdir), "--factory", "ceiling:create_app"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+    env = python_env(database_url, port)
+    return serving("ceiling", argv, port, env, workdir / "ceiling.log")
+
+
+def json_server(
+    bin_js: pathlib.Path, db_json: pathlib.Path, workdir: pathlib.Path
+) -> contextlib.AbstractContextManager[Server]:
+    """`json-server db.json` with its defaults, as the mock ran (request log on, no --watch)."""
+    port = localpg.free_port()
+    argv = ["node", str(bin_js), str(db_json), "--port", str(port), "--host", "127.0.0.1"]
+    return serving("json-server", argv, port, dict(os.environ), workdir / "json-server.log")
+
+
+# --- tools --------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise BenchmarkError("wrk is not installed: run `sudo apt-get install -y wrk` (Debian)")
+    say("wrk is not installed: installing the Debian package with apt-get (running as root)")
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BenchmarkError(f"`{' '.join(argv)}` failed:\n{result.stderr[-2000:]}")
+    return shutil.which("wrk") or "wrk"
+
+
+def ensure_json_server() -> pathlib.Path:
+    """bin.js of json-server 0.17.4: the contract tests' pinned copy, else our own npm install."""
+    for directory in JSON_SERVER_DIRS:
+        package = directory / "node_modules" / "json-server" / "package.json"
+        if package.is_file() and json.loads(package.read_text())["version"] == JSON_SERVER_VERSION:
+            return directory / JSON_SERVER_BIN
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise BenchmarkError("json-server needs Node.js and npm on PATH (or --skip-json-server)")
+    target = JSON_SERVER_DIRS[-1]
+    target.mkdir(parents=True, exist_ok=True)
+    say(f"installing json-server {JSON_SERVER_VERSION} into {target}")
+    argv = ["npm", "install", "--no-audit", "--no-fund", f"json-server@{JSON_SERVER_VERSION}"]
+    result = subprocess.run(argv, cwd=target, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BenchmarkError(f"`{' '.join(argv)}` failed:\n{result.stderr[-2000:]}")
+    return target / JSON_SERVER_BIN
+
+
+# --- other load on the machine ------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuSnapshot:
+    at: float
+    busy: int  # ticks the whole machine has been busy since boot
+    ours: int  # ticks of our process trees: this process, its children, PostgreSQL
+
+
+def busy_ticks() -> int:
+    first = pathlib.Path("/proc/stat").read_text().split("\n", 1)[0]
+    ticks = [int(value) for value in first.split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+
+
+def family_ticks(roots: tuple[int, ...]) -> int:
+    """CPU ticks of `roots` and their descendants, the children they waited for included."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):  # it may be gone
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+                ticks[int(entry.name)] = sum(map(int, fields[11:15]))  # u/s time, children's
+    return sum(count for pid, count in ticks.items() if _descends(pid, parents, roots))
+
+
+def _descends(pid: int, parents: dict[int, int], roots: tuple[int, ...]) -> bool:
+    while pid > 1:
+        if pid in roots:
+            return True
+        pid = parents.get(pid, 0)
+    return False
+
+
+def snapshot(roots: tuple[int, ...]) -> CpuSnapshot:
+    return CpuSnapshot(time.monotonic(), busy_ticks(), family_ticks(roots))
+
+
+def other_share(roots: tuple[int, ...], before: CpuSnapshot) -> float:
+    """The share of all cores that processes not ours used since `before`."""
+    now = snapshot(roots)
+    capacity = (now.at - before.at) * CLOCK_TICKS * (os.cpu_count() or 1)
+    other = (now.busy - before.busy) - (now.ours - before.ours)
+    return round(min(max(other / capacity, 0.0), 1.0), 3) if capacity else 0.0
+
+
+def wait_for_quiet(roots: tuple[int, ...], limit: float) -> None:
+    """Wait up to `limit` seconds for other processes (other people's tests) to calm down."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = snapshot(roots)
+        time.sleep(1.0)
+        share = other_share(roots, before)
+        if share < QUIET_SHARE:
+            return
+        say(f"other processes use {share:.0%} of the CPU: waiting for a quieter moment")
+
+
+def wait_idle(server: Server, limit: float = 60.0) -> None:
+    """Wait until `server` stops using CPU (json-server rewrites its file after each write)."""
+    deadline = time.monotonic() + limit
+    last = family_ticks((server.pid,))
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = family_ticks((server.pid,))
+        if now - last <= 1:
+            return
+        last = now
+
+
+# --- wrk ----------------------------------------------------------------------------------------
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+WRK_PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+WRK_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+WRK_TOTAL = re.compile(r"^\s+(\d+) requests in", re.MULTILINE)
+WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def parse_wrk(output: str, connections: int, duration: int) -> Measurement:
+    """The figures of `wrk --latency` output."""
+    rate = WRK_RATE.search(output)
+    total = WRK_TOTAL.search(output)
+    if rate is None or total is None:
+        raise BenchmarkError(f"cannot read wrk's output:\n{output}")
+    non_2xx = WRK_NON_2XX.search(output)
+    socket = WRK_SOCKET.search(output)
+    return Measurement(
+        requests_per_second=float(rate.group(1)),
+        latency_ms={
+            percent: round(float(value) * UNITS_MS[unit], 3)
+            for percent, value, unit in WRK_PERCENTILE.findall(output)
+        },
+        requests=int(total.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(map(int, socket.groups())) if socket else 0,
+        connections=connections,
+        duration_seconds=duration,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """wrk, and what it needs to tell our CPU use from other people's."""
+
+    wrk: str
+    threads: int
+    workdir: pathlib.Path
+    roots: tuple[int, ...]  # this process (servers, wrk) and the postmaster
+
+    def run(self, url: str, script: str, connections: int, duration: int) -> Measurement:
+        lua = self.workdir / "request.lua"
+        lua.write_text(script, encoding="utf-8")
+        threads = min(self.threads, connections)
+        argv = [self.wrk, "--latency", "--timeout", WRK_TIMEOUT, "-t", str(threads)]
+        argv += ["-c", str(connections), "-d", f"{duration}s", "-s", str(lua), url]
+        before = snapshot(self.roots)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        other = other_share(self.roots, before)
+        if result.returncode != 0:
+            raise BenchmarkError(f"wrk failed ({result.returncode}): {result.stderr[-2000:]}")
+        return dataclasses.replace(parse_wrk(result.stdout, connections, duration), other_cpu=other)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    print(f"benchmark: {message}", file=sys.stderr, flush=True)
+
+
+def scenarios_for(size: int, options: Options) -> tuple[Scenario, ...]:
+    return tuple(
+        scenario
+        for scenario in SCENARIOS
+        if scenario.key in options.scenarios
+        and (scenario is not WHOLE_LIST or size <= WHOLE_LIST_MAX_SIZE)
+    )
+
+
+def connections_for(scenario: Scenario, size: int, options: Options) -> int:
+    big = size >= BIG_LIST_SIZE if scenario is WHOLE_LIST else size > BIG_LIST_SIZE
+    if big and scenario.key in UNPAGED:
+        return min(BIG_LIST_CONNECTIONS, options.connections)
+    return options.connections
+
+
+def check_alike(servers: Sequence[Server], scenario: Scenario) -> str:
+    """Every server answers the sample request with the same records; returns how many."""
+    answers = [http_get(server, scenario.sample) for server in servers]
+    if any(answer != answers[0] for answer in answers[1:]):
+        raise BenchmarkError(f"json-server and ours answer {scenario.sample} differently")
+    body, total = answers[0]
+    return total or str(len(body) if isinstance(body, list) else 1)
+
+
+def measure(
+    load: Load, server: Server, scenario: Scenario, *, size: int, options: Options
+) -> Measurement:
+    """Warm up, then measure; again (up to --retries) when other processes were busy."""
+    connections = connections_for(scenario, size, options)
+    best: Measurement | None = None
+    for attempt in range(options.retries + 1):
+        wait_for_quiet(load.roots, options.quiet_wait)
+        tag = f"{server.name[0]}{attempt}"
+        if options.warmup:
+            load.run(server.url, scenario.lua(size, tag + "w"), connections, options.warmup)
+        result = load.run(server.url, scenario.lua(size, tag), connections, options.duration)
+        if scenario.write:
+            wait_idle(server)
+        if best is None or result.other_cpu < best.other_cpu:
+            best = result
+        if result.other_cpu <= NOISY_SHARE:
+            break
+        say(f"other processes used {result.other_cpu:.0%} of the CPU meanwhile")
+    assert best is not None
+    if best.non_2xx or best.socket_errors:
+        say(f"{server.name}: {best.non_2xx} non-2xx answers, {best.socket_errors} socket errors")
+    return best
+
+
+def run_scenarios(
+    size: int, load: Load, servers: dict[str, Server], options: Options
+) -> dict[str, Any]:
+    """Each scenario on json-server (when there), ours, and for GET by id the driver ceiling."""
+    targets = [servers[name] for name in ("json-server", "ours") if name in servers]
+    figures: dict[str, Any] = {"scenarios": {}, "rows": {}, "connections": options.connections}
+    for scenario in scenarios_for(size, options):
+        if scenario.sample:
+            figures["rows"][scenario.key] = check_alike(targets, scenario)
+        measured = [*targets, servers["ceiling"]] if scenario is GET_BY_ID else targets
+        results = {}
+        for server in measured:
+            say(f"{size:,} patients: {scenario.title} on {server.name}")
+            results[server.name] = measure(load, server, scenario, size=size, options=options)
+        figures["scenarios"][scenario.key] = {
+            name: dataclasses.asdict(result) for name, result in results.items()
+        }
+    return figures
+
+
+def run_size(
+    size: int, cluster: localpg.Cluster, load: Load, bin_js: pathlib.Path | None, options: Options
+) -> dict[str, Any]:
+    workdir = load.workdir / str(size)
+    workdir.mkdir()
+    records = generate_patients(size)
+    with database(cluster, f"bench_{size}") as url:
+        started = time.monotonic()
+        asyncio.run(load_patients(url, records))
+        loaded = round(time.monotonic() - started, 1)
+        say(f"{size:,} patients loaded (COPY, VACUUM ANALYZE) in {loaded} s")
+        if options.explain:
+            asyncio.run(explain(url, size))
+        if bin_js is not None:
+            write_db_json(records, workdir / "db.json")
+        del records
+        with contextlib.ExitStack() as stack:
+            servers = {
+                "ours": stack.enter_context(our_api(url, workdir)),
+                "ceiling": stack.enter_context(ceiling_app(url, workdir)),
+            }
+            if bin_js is not None:
+                reference = json_server(bin_js, workdir / "db.json", workdir)
+                servers["json-server"] = stack.enter_context(reference)
+            figures = run_scenarios(size, load, servers, options)
+    figures["load_seconds"] = loaded
+    return figures
+
+
+# --- EXPLAIN ------------------------------------------------------------------------------------
+
+NAMED_PARAM = re.compile(r"(?<!:):(p\d+)\b")
+
+
+def positional(statement: sqlquery.Statement) -> tuple[str, list[Any]]:
+    """databases' `:p0` placeholders as asyncpg's `$1`."""
+    names = list(statement.params)
+    text = NAMED_PARAM.sub(lambda match: f"${names.index(match.group(1)) + 1}", statement.sql)
+    return text, [statement.params[name] for name in names]
+
+
+def list_statements(size: int) -> dict[str, sqlquery.Statement]:
+    """The SQL that api/sqlquery.py generates for each list scenario (the middle page)."""
+    middle = size // PAGE_SIZE // 2
+    listings = {
+        **({"whole list": ("", None, None)} if size <= WHOLE_LIST_MAX_SIZE else {}),
+        f"page {middle} of 20 + total": (f"_page={middle}&_limit=20", (middle - 1) * 20, 20),
+        "q search": (f"q={SEARCH_TERMS[0]}", None, None),
+        "name_like=^jo": ("name_like=%5Ejo", None, None),
+        "filter+sort page": (FILTERED_SORT.split("?", 1)[1], 0, 20),
+        "_sort=name page": (f"_sort=name&_page={middle}&_limit=20", (middle - 1) * 20, 20),
+    }
+    return {
+        title: sqlquery.list_statement(query.parse(text), offset, limit)
+        for title, (text, offset, limit) in listings.items()
+    }
+
+
+async def explain(url: str, size: int) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for title, statement in list_statements(size).items():
+            text, args = positional(statement)
+            rows = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {text}", *args)
+            plan = "\n".join(row[0] for row in rows)
+            print(f"\n-- {size:,} patients, {title}:\n{text}\n{plan}", flush=True)
+    finally:
+        await connection.close()
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def ratio(ours: dict[str, Any] | None, other: dict[str, Any] | None) -> float | None:
+    if not ours or not other or not other["requests_per_second"]:
+        return None
+    mine: float = ours["requests_per_second"]
+    theirs: float = other["requests_per_second"]
+    return round(mine / theirs, 2)
+
+
+def cell(figure: dict[str, Any] | None) -> str:
+    if figure is None:
+        return f"{'-':>9} {'-':>8} {'-':>8}"
+    latency = figure["latency_ms"]
+    return (
+        f"{figure['requests_per_second']:>9.1f} {latency.get('50', 0):>8.2f} "
+        f"{latency.get('99', 0):>8.2f}"
+    )
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def table(size: int, figures: dict[str, Any], options: Options) -> str:
+    lines = [
+        f"\n== {size:,} patients (loaded in {figures['load_seconds']} s) ==",
+        f"{'scenario':<19} {'json-server req/s':>17} {'p50 ms':>8} {'p99 ms':>8}  "
+        f"{'ours req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  {'ours/js':>8} {'rows':>6} "
+        f"{'conns':>5} {'other':>5}",
+    ]
+    for scenario in scenarios_for(size, options):
+        results = figures["scenarios"][scenario.key]
+        ours = results["ours"]
+        other = max(result["other_cpu"] for result in results.values())
+        lines.append(
+            f"{scenario.title:<19} {cell(results.get('json-server')):>35}  {cell(ours):>28}  "
+            f"{times(ratio(ours, results.get('json-server'))):>8} "
+            f"{figures['rows'].get(scenario.key, ''):>6} {ours['connections']:>5} {other:>5.0%}"
+        )
+        if scenario is GET_BY_ID:
+            ceiling = results["ceiling"]
+            lines.append(
+                f"{'  driver ceiling':<19} {'':>35}  {cell(ceiling):>28}  "
+                f"{times(ratio(ours, ceiling)):>8}  <- ours / driver ceiling"
+            )
+    if "get_by_id" in figures["scenarios"]:
+        p99 = figures["scenarios"]["get_by_id"]["ours"]["latency_ms"].get("99")
+        lines.append(f"p99 of our GET by id at {options.connections} connections: {p99} ms")
+    return "\n".join(lines)
+
+
+def verdicts(results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target that this run measured: the figure and whether it is met."""
+    found = []
+    for size, figures in results.items():
+        scenarios = figures["scenarios"]
+        for key, against, minimum, sizes in TARGETS:
+            value = ratio(scenarios.get(key, {}).get("ours"), scenarios.get(key, {}).get(against))
+            if value is not None and (not sizes or size in sizes):
+                target = f"{key} >= {minimum}x {against}"
+                found.append(
+                    {"size": size, "target": target, "value": value, "met": value >= minimum}
+                )
+        if "get_by_id" in scenarios:
+            p99 = scenarios["get_by_id"]["ours"]["latency_ms"].get("99")
+            target = f"p99 of GET by id < {P99_TARGET_MS} ms"
+            found.append({"size": size, "target": target, "value": p99, "met": p99 < P99_TARGET_MS})
+    return found
+
+
+def preamble(options: Options, wrk: str) -> str:
+    settings = ", ".join(f"{name}={value}" for name, value in PG_SETTINGS.items())
+    return "\n".join(
+        [
+            f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.platform()}",
+            f"PostgreSQL 17: {settings}; {PG_FAST}",
+            f"load: {wrk}, {options.threads} thread(s) on the SAME cores as the servers and "
+            f"PostgreSQL; {options.connections} connections; {options.warmup} s warm-up, then "
+            f"{options.duration} s; no Accept-Encoding (no gzip on either side)",
+            f"{BIG_LIST_CONNECTIONS} connections for the whole list from {BIG_LIST_SIZE:,} "
+            "patients on (json-server sends ~20 MB per request), and for q and name_like above "
+            f"{BIG_LIST_SIZE:,}; the whole list is not run above {WHOLE_LIST_MAX_SIZE:,}",
+            f"ours: sh docker/serve, one uvicorn worker, DB_POOL_MAX={DB_POOL_MAX}, its JSON "
+            "access log on (to a file)",
+            "driver ceiling: bare Starlette + asyncpg pool of the same size, one fetchrow of "
+            "patients_json(p) by id, the same uvicorn flags",
+            "json-server 0.17.4: its defaults (request log on, to a file)",
+            "other: CPU share of the machine used meanwhile by processes not ours (other "
+            f"people's tests); measured again when above {NOISY_SHARE:.0%}",
+        ]
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="scripts/benchmark.py", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    keys = ",".join(scenario.key for scenario in SCENARIOS)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated")
+    parser.add_argument("--scenarios", default=keys, help=f"a subset of {keys}")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (1-2 on 2 cores)")
+    parser.add_argument("--skip-json-server", action="store_true", help="ours alone")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the list SQL")
+    parser.add_argument("--quiet-wait", type=float, default=20, help="max seconds to wait for a "
+                        "quiet machine before each measurement")  # fmt: skip
+    parser.add_argument("--retries", type=int, default=2, help="when other processes were busy")
+    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    scenarios = tuple(args.scenarios.split(","))
+    if unknown := set(scenarios) - {scenario.key for scenario in SCENARIOS}:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    return Options(
+        sizes=tuple(int(size.replace("_", "")) for size in args.sizes.split(",")),
+        scenarios=scenarios,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        skip_json_server=args.skip_json_server,
+        explain=args.explain,
+        quiet_wait=args.quiet_wait,
+        retries=args.retries,
+        output=args.output,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    started = time.monotonic()
+    wrk = ensure_wrk()
+    bin_js = None if options.skip_json_server else ensure_json_server()
+    print(preamble(options, wrk), flush=True)
+    results: dict[int, dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="benchmark-") as scratch,
+        postgres(pathlib.Path(scratch)) as cluster,
+    ):
+        roots = (os.getpid(), postmaster_pid(cluster))
+        load = Load(wrk, options.threads, pathlib.Path(scratch), roots)
+        for size in options.sizes:
+            results[size] = run_size(size, cluster, load, bin_js, options)
+            print(table(size, results[size], options), flush=True)
+    found = verdicts(results)
+    print("\ntargets:")
+    for verdict in found:
+        mark = "met" if verdict["met"] else "NOT MET"
+        print(f"  {verdict['size']:>9,}  {verdict['target']:<40} {verdict['value']:>8}  {mark}")
+    elapsed = round(time.monotonic() - started)
+    report = {
+        "options": {**dataclasses.asdict(options), "output": str(options.output)},
+        "postgresql": {**PG_SETTINGS, "durability": PG_FAST},
+        "results": {str(size): figures for size, figures in results.items()},
+        "targets": found,
+        "total_seconds": elapsed,
+    }
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"\ntotal runtime {elapsed} s; raw figures in {options.output}")
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the servers and PostgreSQL are stopped on the way out."""
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BenchmarkError, localpg.LocalPgError) as error:
+        say(f"error: {error}")
+        sys.exit(1)
