@@ -252,6 +252,10 @@ class BenchmarkError(RuntimeError):
     """Something could not be set up or measured; the message says what, and how to fix it."""
 
 
+class Busy(BenchmarkError):
+    """The server answered 503: its database pool or statements timed out."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     sizes: tuple[int, ...]
@@ -269,7 +273,8 @@ class Options:
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    requests_per_second: float
+    requests_per_second: float  # wrk's figure: every answer, errors included
+    ok_per_second: float  # 2xx answers only: what the tables and ratios use
     latency_ms: dict[str, float]  # "50", "75", "90", "99" -> milliseconds
     requests: int
     non_2xx: int
@@ -421,7 +426,8 @@ def http_get(server: Server, path: str) -> tuple[Any, str | None]:
     finally:
         connection.close()
     if response.status != 200:
-        raise BenchmarkError(f"{server.name} answered {response.status} to GET {path}")
+        error = Busy if response.status == 503 else BenchmarkError
+        raise error(f"{server.name} answered {response.status} to GET {path}")
     return json.loads(body), response.getheader("X-Total-Count")
 
 
@@ -633,14 +639,16 @@ def parse_wrk(output: str, connections: int, duration: int) -> Measurement:
         raise BenchmarkError(f"cannot read wrk's output:\n{output}")
     non_2xx = WRK_NON_2XX.search(output)
     socket = WRK_SOCKET.search(output)
+    requests, failed = int(total.group(1)), int(non_2xx.group(1)) if non_2xx else 0
     return Measurement(
         requests_per_second=float(rate.group(1)),
+        ok_per_second=round(float(rate.group(1)) * (requests - failed) / max(requests, 1), 1),
         latency_ms={
             percent: round(float(value) * UNITS_MS[unit], 3)
             for percent, value, unit in WRK_PERCENTILE.findall(output)
         },
-        requests=int(total.group(1)),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        requests=requests,
+        non_2xx=failed,
         socket_errors=sum(map(int, socket.groups())) if socket else 0,
         connections=connections,
         duration_seconds=duration,
@@ -693,9 +701,21 @@ def connections_for(scenario: Scenario, size: int, options: Options) -> int:
     return options.connections
 
 
+def patient_get(server: Server, path: str) -> tuple[Any, str | None]:
+    """http_get, retried while the server is still busy with the last measurement's requests."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return http_get(server, path)
+        except Busy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def check_alike(servers: Sequence[Server], scenario: Scenario) -> str:
     """Every server answers the sample request with the same records; returns how many."""
-    answers = [http_get(server, scenario.sample) for server in servers]
+    answers = [patient_get(server, scenario.sample) for server in servers]
     if any(answer != answers[0] for answer in answers[1:]):
         raise BenchmarkError(f"json-server and ours answer {scenario.sample} differently")
     body, total = answers[0]
@@ -821,10 +841,10 @@ async def explain(url: str, size: int) -> None:
 
 
 def ratio(ours: dict[str, Any] | None, other: dict[str, Any] | None) -> float | None:
-    if not ours or not other or not other["requests_per_second"]:
+    if not ours or not other or not other["ok_per_second"]:
         return None
-    mine: float = ours["requests_per_second"]
-    theirs: float = other["requests_per_second"]
+    mine: float = ours["ok_per_second"]
+    theirs: float = other["ok_per_second"]
     return round(mine / theirs, 2)
 
 
@@ -833,8 +853,7 @@ def cell(figure: dict[str, Any] | None) -> str:
         return f"{'-':>9} {'-':>8} {'-':>8}"
     latency = figure["latency_ms"]
     return (
-        f"{figure['requests_per_second']:>9.1f} {latency.get('50', 0):>8.2f} "
-        f"{latency.get('99', 0):>8.2f}"
+        f"{figure['ok_per_second']:>9.1f} {latency.get('50', 0):>8.2f} {latency.get('99', 0):>8.2f}"
     )
 
 
@@ -847,16 +866,18 @@ def table(size: int, figures: dict[str, Any], options: Options) -> str:
         f"\n== {size:,} patients (loaded in {figures['load_seconds']} s) ==",
         f"{'scenario':<19} {'json-server req/s':>17} {'p50 ms':>8} {'p99 ms':>8}  "
         f"{'ours req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  {'ours/js':>8} {'rows':>6} "
-        f"{'conns':>5} {'other':>5}",
+        f"{'conns':>5} {'other':>5} {'errors':>6}",
     ]
     for scenario in scenarios_for(size, options):
         results = figures["scenarios"][scenario.key]
         ours = results["ours"]
         other = max(result["other_cpu"] for result in results.values())
+        errors = sum(result["non_2xx"] + result["socket_errors"] for result in results.values())
         lines.append(
             f"{scenario.title:<19} {cell(results.get('json-server')):>35}  {cell(ours):>28}  "
             f"{times(ratio(ours, results.get('json-server'))):>8} "
-            f"{figures['rows'].get(scenario.key, ''):>6} {ours['connections']:>5} {other:>5.0%}"
+            f"{figures['rows'].get(scenario.key, ''):>6} {ours['connections']:>5} {other:>5.0%} "
+            f"{errors:>6}"
         )
         if scenario is GET_BY_ID:
             ceiling = results["ceiling"]
@@ -907,6 +928,7 @@ def preamble(options: Options, wrk: str) -> str:
             "driver ceiling: bare Starlette + asyncpg pool of the same size, one fetchrow of "
             "patients_json(p) by id, the same uvicorn flags",
             "json-server 0.17.4: its defaults (request log on, to a file)",
+            "req/s: 2xx answers per second (errors: non-2xx answers and socket errors)",
             "other: CPU share of the machine used meanwhile by processes not ours (other "
             f"people's tests); measured again when above {NOISY_SHARE:.0%}",
         ]
