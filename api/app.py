@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -46,17 +45,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/patients/{id}", handlers.delete_patient, methods=["DELETE"]),
         ],
         middleware=[
-            Middleware(middleware.RequestContextMiddleware),
-            Middleware(middleware.NormalizePathMiddleware),
             Middleware(
-                middleware.CORSMiddleware,
+                middleware.EdgeMiddleware,
                 origins=settings.cors_origins,
                 allow_any="*" in settings.cors_origins,
                 allow_credentials=settings.cors_allow_credentials,
                 expose_headers=EXPOSED_HEADERS,
+                failure_response=_failure_response,
             ),
-            Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES),
-            Middleware(middleware.ErrorBoundaryMiddleware, failure_response=_failure_response),
+            Middleware(middleware.GZipWhenAskedMiddleware, minimum_size=GZIP_MINIMUM_BYTES),
         ],
         exception_handlers={
             ApiError: _api_error,

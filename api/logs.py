@@ -26,9 +26,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(
-            (key, value) for key, value in vars(record).items() if key not in STANDARD_ATTRIBUTES
-        )
+        attributes = vars(record)
+        if attributes.keys() - STANDARD_ATTRIBUTES:  # most records carry no `extra=`
+            entry.update(
+                (key, value) for key, value in attributes.items() if key not in STANDARD_ATTRIBUTES
+            )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -37,8 +39,16 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str) -> None:
     """Send every log line, uvicorn's included, to stderr as JSON.
 
-    uvicorn's own access line is silenced: RequestContextMiddleware logs a structured one.
+    uvicorn's own access line is silenced: middleware.EdgeMiddleware logs a structured one.
     """
+    # Every request logs a line; these record attributes are never written (see JsonFormatter),
+    # so the logging module need not look them up (its documented optimisation knobs).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    if sys.version_info >= (3, 12):
+        logging.logAsyncioTasks = False
+    logging._srcfile = None  # no caller lookup (file, line, function) per record
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     for name in CONFIGURED_LOGGERS:

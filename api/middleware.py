@@ -1,5 +1,7 @@
-"""Pure ASGI middleware: request ids and access lines, json-server's URL tolerance, CORS as
-json-server answered it, and the boundary that turns unexpected exceptions into JSON errors."""
+"""The one pure ASGI middleware at the edge: request ids and access lines, json-server's URL
+tolerance, CORS as json-server answered it, and the boundary that turns unexpected exceptions
+into JSON errors. One layer rather than four: every request, GET by id included, passes through
+it, and each layer costs a coroutine and a wrapped `send` per request."""
 
 from __future__ import annotations
 
@@ -9,13 +11,18 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOG = logging.getLogger(__name__)
 ACCESS = logging.getLogger("api.access")
 REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
+VARY_ORIGIN = (b"vary", b"Origin")
+# Any answer may be compressed for a client that asks, so every answer varies on the header.
+VARY_ACCEPT_ENCODING = (b"vary", b"Accept-Encoding")
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 COLLECTION = "/patients"
 TRAILING_SLASHES = re.compile(r"(?i)/patients/*")
@@ -29,19 +36,6 @@ RESPONSE_HEADERS = (
 )
 
 
-class NormalizePathMiddleware:
-    """json-server's routes are case-insensitive and tolerate a trailing slash:
-    `/PATIENTS/2`, `/patients/`, `/patients//` and `/patients/1/` all resolve."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope["path"] = normalize_path(scope["path"])
-        await self.app(scope, receive, send)
-
-
 def normalize_path(path: str) -> str:
     if TRAILING_SLASHES.fullmatch(path):
         return COLLECTION
@@ -49,100 +43,85 @@ def normalize_path(path: str) -> str:
     return f"{COLLECTION}/{item.group(1)}" if item else path
 
 
-class CORSMiddleware:
-    """CORS for browsers: the allowed Origin is echoed, credentials allowed, and every OPTIONS
-    request is answered 204 with the allowed methods and the requested headers, like json-server.
-    `allow_any` reflects every origin (json-server's behaviour, development only)."""
+class EdgeMiddleware:
+    """Per request, in this order:
+
+    - an id (kept from `X-Request-ID` when sane), in `scope["state"]` and the response headers,
+      with the standard headers (no-store, nosniff);
+    - json-server's URL tolerance: `/PATIENTS/2`, `/patients/`, `/patients//` and `/patients/1/`
+      all resolve (normalize_path);
+    - CORS for browsers: the allowed Origin is echoed, credentials allowed, and every OPTIONS
+      request is answered 204 with the allowed methods and the requested headers, like
+      json-server. `allow_any` reflects every origin (json-server's behaviour, development only);
+    - any unhandled exception becomes the JSON error of `failure_response`, without internals,
+      still carrying the CORS and request-id headers;
+    - one access line, with the path but without the query string: queries carry patients'
+      names.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
+        *,
         origins: Collection[str],
         allow_any: bool,
         allow_credentials: bool,
         expose_headers: Collection[str],
+        failure_response: Callable[[Exception, str | None], Response],
     ) -> None:
         self.app = app
         self.allowed: Callable[[str], bool] = (
-            (lambda _: True) if allow_any else origins.__contains__
+            (lambda _: True) if allow_any else frozenset(origins).__contains__
         )
         self.credentials = allow_credentials
-        self.expose = ", ".join(expose_headers)
+        self.expose = ", ".join(expose_headers).encode("latin-1")
+        self.failure_response = failure_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        allowed = origin is not None and self.allowed(origin)
-        if scope["method"] == "OPTIONS":
-            await self._preflight(headers, origin if allowed else None)(scope, receive, send)
-            return
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start" and allowed:
-                response_headers = MutableHeaders(scope=message)
-                self._allow(response_headers, origin)
-                response_headers["access-control-expose-headers"] = self.expose
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
-
-    def _preflight(self, request_headers: Headers, origin: str | None) -> Response:
-        response = Response(status_code=204)
-        response.headers.add_vary_header("Origin")
-        response.headers["access-control-allow-methods"] = ALLOWED_METHODS
-        response.headers["access-control-max-age"] = PREFLIGHT_MAX_AGE
-        requested = request_headers.get("access-control-request-headers")
-        if requested is not None:
-            response.headers["access-control-allow-headers"] = requested
-            response.headers.add_vary_header("Access-Control-Request-Headers")
-        if origin is not None:
-            self._allow(response.headers, origin)
-        return response
-
-    def _allow(self, headers: MutableHeaders, origin: str | None) -> None:
-        assert origin is not None
-        headers["access-control-allow-origin"] = origin
-        headers.add_vary_header("Origin")
-        if self.credentials:
-            headers["access-control-allow-credentials"] = "true"
-
-
-class RequestContextMiddleware:
-    """Gives each request an id (kept from `X-Request-ID` when sane), adds it and the standard
-    headers to the response, and logs one access line.
-
-    The path is logged without its query string: queries carry patients' names.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _request_id(scope)
+        started_at = time.perf_counter()
+        request_id, origin = _request_id_and_origin(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
+        scope["path"] = normalize_path(scope["path"])
+        allowed = origin is not None and self.allowed(origin)
+        extra_headers = [
+            *RESPONSE_HEADERS,
+            (REQUEST_ID_HEADER_BYTES, request_id.encode()),
+            VARY_ACCEPT_ENCODING,
+        ]
+        if allowed and scope["method"] != "OPTIONS":
+            assert origin is not None
+            extra_headers += self._allow(origin)
+            extra_headers.append((b"access-control-expose-headers", self.expose))
         status = 500
+        started = False
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
+        async def respond(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    *RESPONSE_HEADERS,
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                headers = [
+                    header
+                    for header in message.get("headers", ())
+                    if not (allowed and header[0].lower() == b"access-control-expose-headers")
                 ]
+                message["headers"] = _merge_vary(headers + extra_headers)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if scope["method"] == "OPTIONS":
+                await self._preflight(scope, origin if allowed else None)(scope, receive, respond)
+            else:
+                try:
+                    await self.app(scope, receive, respond)
+                except Exception as error:
+                    if started:
+                        raise
+                    failure = self.failure_response(error, request_id)
+                    await failure(scope, receive, respond)
         finally:
             ACCESS.info(
                 "%s %s %d",
@@ -153,49 +132,70 @@ class RequestContextMiddleware:
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round((time.perf_counter() - started_at) * 1000, 2),
                     "request_id": request_id,
                 },
             )
 
+    def _allow(self, origin: str) -> list[tuple[bytes, bytes]]:
+        headers = [(b"access-control-allow-origin", origin.encode("latin-1")), VARY_ORIGIN]
+        if self.credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER.encode():
-            candidate: str = value.decode("latin-1")
-            if SAFE_REQUEST_ID.fullmatch(candidate):
-                return candidate
-    return uuid.uuid4().hex
+    def _preflight(self, scope: Scope, origin: str | None) -> Response:
+        response = Response(status_code=204)
+        response.headers.add_vary_header("Origin")
+        response.headers["access-control-allow-methods"] = ALLOWED_METHODS
+        response.headers["access-control-max-age"] = PREFLIGHT_MAX_AGE
+        requested = Headers(scope=scope).get("access-control-request-headers")
+        if requested is not None:
+            response.headers["access-control-allow-headers"] = requested
+            response.headers.add_vary_header("Access-Control-Request-Headers")
+        if origin is not None:
+            for name, value in self._allow(origin):
+                if name != b"vary":
+                    response.headers[name.decode()] = value.decode("latin-1")
+        return response
 
 
-class ErrorBoundaryMiddleware:
-    """Turns any unhandled exception into a JSON error from `failure_response`, without internals.
-
-    It sits inside CORSMiddleware so error responses still carry CORS headers; Starlette's own
-    ServerErrorMiddleware is outside it and would answer without them.
-    """
-
-    def __init__(
-        self, app: ASGIApp, failure_response: Callable[[Exception, str | None], Response]
-    ) -> None:
-        self.app = app
-        self.failure_response = failure_response
+class GZipWhenAskedMiddleware(GZipMiddleware):
+    """Starlette's GZip, entered only when the client accepts gzip. Starlette's own class wraps
+    every answer in a responder that buffers the first message even when it will not compress;
+    EdgeMiddleware sends `Vary: Accept-Encoding` on every answer instead."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http" and not any(
+            name == b"accept-encoding" and b"gzip" in value for name, value in scope["headers"]
+        ):
             await self.app(scope, receive, send)
             return
-        started = False
+        await super().__call__(scope, receive, send)
 
-        async def track(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
 
-        try:
-            await self.app(scope, receive, track)
-        except Exception as error:
-            if started:
-                raise
-            request_id = scope.get("state", {}).get("request_id")
-            await self.failure_response(error, request_id)(scope, receive, send)
+def _request_id_and_origin(scope: Scope) -> tuple[str, str | None]:
+    request_id: str | None = None
+    origin: str | None = None
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER_BYTES and request_id is None:
+            candidate = value.decode("latin-1")
+            if SAFE_REQUEST_ID.fullmatch(candidate):
+                request_id = candidate
+        elif name == b"origin" and origin is None:
+            origin = value.decode("latin-1")
+    return request_id or uuid.uuid4().hex, origin
+
+
+def _merge_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """One `Vary` header listing each value once, as Starlette's add_vary_header builds it."""
+    varies = [value for name, value in headers if name.lower() == b"vary"]
+    if len(varies) < 2:
+        return headers
+    seen: list[str] = []
+    for value in varies:
+        for item in value.decode("latin-1").split(","):
+            if item.strip() and item.strip().lower() not in (s.lower() for s in seen):
+                seen.append(item.strip())
+    merged = [header for header in headers if header[0].lower() != b"vary"]
+    merged.append((b"vary", ", ".join(seen).encode("latin-1")))
+    return merged
