@@ -33,6 +33,7 @@ FROM (SELECT pg_get_serial_sequence('patients', 'id')::regclass AS seq) AS s,
      (SELECT max(id) AS max_id FROM patients) AS m
 WHERE m.max_id IS NOT NULL
 """
+AUTO_ID_ATTEMPTS = 3
 # One lock for every bulk write, so two seed runs never interleave.
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
 UPDATE_PATIENT = (
@@ -151,9 +152,23 @@ async def fetch_patient(db: Database, patient_id: int) -> str | None:
 
 
 async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
-    async with db.transaction():
-        row = await _unique(db.fetch_one(_insert_sql(patient, "RETURNING id"), _params(patient)))
-        if patient.id is not None:
+    """Insert; a record sent with an id keeps it and moves the sequence past it. A record
+    without one takes the sequence's next id, which a concurrent explicit id (or rows written
+    around the sequence) may already hold: then the sequence is moved past every stored id and
+    the insert retried, so a client that sent no id never gets a 409 for an id it did not pick."""
+    for attempt in range(1, AUTO_ID_ATTEMPTS + 1):
+        try:
+            async with db.transaction():
+                row = await _unique(
+                    db.fetch_one(_insert_sql(patient, "RETURNING id"), _params(patient))
+                )
+                if patient.id is not None:
+                    await db.execute(ADVANCE_ID_SEQUENCE)
+            break
+        except DuplicatePatient as error:
+            if patient.id is not None or error.field != "id" or attempt == AUTO_ID_ATTEMPTS:
+                raise
+            LOG.warning("the id sequence was behind the stored ids; moving it past them")
             await db.execute(ADVANCE_ID_SEQUENCE)
     assert row is not None
     stored = await fetch_patient(db, row[0])

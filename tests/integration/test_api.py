@@ -8,6 +8,7 @@ from tests.integration.conftest import client_for
 from tests.integration.helpers import (
     SAMPLE,
     UNREACHABLE_URL,
+    execute,
     make_patient,
     patient_count,
     query,
@@ -248,3 +249,21 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
 
     assert given.headers["x-request-id"] == "abc-123"
     assert len(generated.headers["x-request-id"]) == 32
+
+
+def test_post_without_id_skips_ids_taken_behind_the_sequence(
+    client: TestClient, migrated_database_url: str
+) -> None:
+    # Rows written around the sequence (a restore, a concurrent explicit id): its next values
+    # are taken. A client that sent no id must still get a new record, not a 409.
+    execute(
+        migrated_database_url,
+        "INSERT INTO patients (id, patient_id, name) SELECT n, 'T' || n, 'Taken' FROM"
+        " generate_series(1, 3) AS n",
+    )
+
+    response = client.post("/patients", json=make_patient())
+
+    assert response.status_code == 201
+    assert response.json()["id"] == 4
+    assert patient_count(client) == 4
