@@ -2,7 +2,8 @@
 
 Field names from the query string never reach the SQL text: a known field becomes a column from
 the fixed FIELDS mapping, any other becomes a bound JSON path into `extra`. Every value is bound.
-The SQL functions used here (json_server_text, patients_json, ...) come from migration 0002.
+The SQL functions used here (json_server_text, ...) come from migration 0002, the stored JSON
+(patients.wire) and the kept count (patients_counts) from 0006.
 """
 
 from __future__ import annotations
@@ -66,28 +67,42 @@ class _Field:
 
 
 def list_statement(listing: query.ListQuery, offset: int | None, limit: int | None) -> Statement:
-    """`SELECT body, total`: the JSON array text of the rows, and the filtered count if wanted."""
+    """`SELECT body, total`: the rows' JSON array as UTF-8 bytes, and their count if wanted.
+
+    Each row's JSON is stored (patients.wire, migration 0006), so a list is one ordered string_agg.
+    A slice first picks its rows' sort keys and storage_order (often from an index alone), and
+    only those rows are read whole: OFFSET then skips index entries, not records.
+    """
     params = _Params()
     where = _where(listing, params)
-    order = _order_by(listing.sort, params)
-    window = ""
-    if offset is not None:
-        window += f" OFFSET {params.bind(offset)}"
-    if limit is not None:
-        window += f" LIMIT {params.bind(limit)}"
+    terms = _order_terms(listing.sort, params)
+    if offset is None and limit is None:
+        order = ", ".join(f"{term} {direction}" for term, direction in terms)
+        wire, rows = f"p.wire, ',' ORDER BY {order}", f"patients AS p WHERE {where}"
+    else:
+        keys = ", ".join(f"{term} AS k{number}" for number, (term, _) in enumerate(terms))
+        window = f" OFFSET {params.bind(offset)}" if offset is not None else ""
+        window += f" LIMIT {params.bind(limit)}" if limit is not None else ""
+        page = f"SELECT {keys} FROM patients AS p WHERE {where} ORDER BY {_keys(terms)}{window}"
+        wire = f"w.wire, ',' ORDER BY {_keys(terms, 'page.')}"
+        rows = f"({page}) AS page JOIN patients AS w ON w.storage_order = page.k{len(terms) - 1}"
     body = (
-        "SELECT coalesce('[' || string_agg(patients_json(sliced.p), ',' ORDER BY sliced.n) || ']',"
-        " '[]') FROM (SELECT p, row_number() OVER (ORDER BY "
-        f"{order}) AS n FROM patients AS p WHERE {where} ORDER BY {order}{window}) AS sliced"
+        f"SELECT convert_to(coalesce('[' || string_agg({wire}) || ']', '[]'), 'UTF8') FROM {rows}"
     )
-    total = f"(SELECT count(*) FROM patients AS p WHERE {where})" if listing.counted else "NULL"
+    total = f"({_count(listing, where)})" if listing.counted else "NULL"
     return Statement(f"SELECT ({body}) AS body, {total} AS total", params.values)
 
 
 def count_statement(listing: query.ListQuery) -> Statement:
     params = _Params()
-    where = _where(listing, params)
-    return Statement(f"SELECT count(*) FROM patients AS p WHERE {where}", params.values)
+    return Statement(_count(listing, _where(listing, params)), params.values)
+
+
+def _count(listing: query.ListQuery, where: str) -> str:
+    """Without filters, the count that triggers keep (migration 0006) instead of count(*)."""
+    if listing.filters or listing.search is not None:
+        return f"SELECT count(*) FROM patients AS p WHERE {where}"
+    return "SELECT sum(delta)::bigint FROM patients_counts"
 
 
 def _where(listing: query.ListQuery, params: _Params) -> str:
@@ -138,7 +153,9 @@ def _present(field: _Field, params: _Params) -> str:
 
 def _compare(field: _Field, operator: str, value: str, params: _Params) -> str:
     if operator == "like":
-        return f"{field.text('p')} ~* {params.bind(value)}"
+        # JavaScript's `i` flag folds the case of any letter; PostgreSQL's regular expressions
+        # fold only ASCII under a C-collated database, so the collation is given explicitly.
+        return f"{field.text('p')} COLLATE pg_c_utf8 ~* {params.bind(value)}"
     if operator in COMPARISONS:
         return _range(field, COMPARISONS[operator], value, params)
     equal = _equal(field, value, params)
@@ -183,14 +200,22 @@ def _range(field: _Field, operator: str, value: str, params: _Params) -> str:
     )
 
 
-def _order_by(keys: tuple[query.SortKey, ...], params: _Params) -> str:
-    """lodash orderBy: values, null, then missing (reversed for desc); ties keep storage order."""
-    terms: list[str] = []
+def _order_terms(keys: tuple[query.SortKey, ...], params: _Params) -> list[tuple[str, str]]:
+    """lodash orderBy: values, null, then missing (reversed for desc); ties keep storage order.
+
+    (term, direction) pairs; the last is always storage_order, which is unique.
+    """
+    terms: list[tuple[str, str]] = []
     for key in keys:
         direction = "DESC" if key.descending else "ASC"
         field = _field(key.path, key.key, params)
-        terms.extend(f"{term} {direction}" for term in _sort_terms(field, params))
-    return ", ".join([*terms, "p.storage_order ASC"])
+        terms.extend((term, direction) for term in _sort_terms(field, params))
+    return [*terms, ("p.storage_order", "ASC")]
+
+
+def _keys(terms: list[tuple[str, str]], alias: str = "") -> str:
+    """ORDER BY over the columns k0, k1, ... that a slice's key query names its sort terms."""
+    return ", ".join(f"{alias}k{number} {direction}" for number, (_, direction) in enumerate(terms))
 
 
 def _sort_terms(field: _Field, params: _Params) -> list[str]:
@@ -199,9 +224,10 @@ def _sort_terms(field: _Field, params: _Params) -> list[str]:
         ordered = f'{value} COLLATE "C"' if field.kind == "text" else value
         if field.key in ALWAYS_PRESENT:
             return [ordered]
-        key = params.bind(field.key)
+        # A literal (a key of FIELDS, not the client's text), so the planner can match an index
+        # on this expression (migration 0003) in generic plans too.
         return [
-            f"CASE WHEN {value} IS NOT NULL THEN 0 WHEN p.extra ? {key} THEN 1 ELSE 2 END",
+            f"CASE WHEN {value} IS NOT NULL THEN 0 WHEN p.extra ? '{field.key}' THEN 1 ELSE 2 END",
             ordered,
         ]
     kind = f"jsonb_typeof({value})"
