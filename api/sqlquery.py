@@ -26,6 +26,8 @@ FIELDS = {
 ALWAYS_PRESENT = frozenset({"id", "patientID", "name"})  # NOT NULL columns
 INTEGER_LIMITS = {"id": 2**63 - 1, "age": 2**31 - 1}  # bigint, integer
 COMPARISONS = {"gte": ">=", "lte": "<="}
+# The number of patients, kept by triggers (migration 0006); as of the statement's snapshot.
+KEPT_COUNT = "(SELECT coalesce(sum(delta), 0)::bigint FROM patients_counts)"
 LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 
@@ -80,12 +82,11 @@ def list_statement(listing: query.ListQuery, offset: int | None, limit: int | No
         order = ", ".join(f"{term} {direction}" for term, direction in terms)
         wire, rows = f"p.wire, ',' ORDER BY {order}", f"patients AS p WHERE {where}"
     else:
-        keys = ", ".join(f"{term} AS k{number}" for number, (term, _) in enumerate(terms))
-        window = f" OFFSET {params.bind(offset)}" if offset is not None else ""
-        window += f" LIMIT {params.bind(limit)}" if limit is not None else ""
-        page = f"SELECT {keys} FROM patients AS p WHERE {where} ORDER BY {_keys(terms)}{window}"
-        wire = f"w.wire, ',' ORDER BY {_keys(terms, 'page.')}"
-        rows = f"({page}) AS page JOIN patients AS w ON w.storage_order = page.k{len(terms) - 1}"
+        page = _slice_keys(where, terms, offset or 0, limit, params, _unfiltered(listing))
+        # A subquery, not a join: the planner cannot tell how few rows a slice has, and might
+        # otherwise hash-join the whole table.
+        record = f"SELECT w.wire FROM patients AS w WHERE w.storage_order = page.k{len(terms) - 1}"
+        wire, rows = f"({record}), ',' ORDER BY {_keys(terms, 'page.')}", f"({page}) AS page"
     body = (
         f"SELECT convert_to(coalesce('[' || string_agg({wire}) || ']', '[]'), 'UTF8') FROM {rows}"
     )
@@ -100,9 +101,41 @@ def count_statement(listing: query.ListQuery) -> Statement:
 
 def _count(listing: query.ListQuery, where: str) -> str:
     """Without filters, the count that triggers keep (migration 0006) instead of count(*)."""
-    if listing.filters or listing.search is not None:
-        return f"SELECT count(*) FROM patients AS p WHERE {where}"
-    return "SELECT sum(delta)::bigint FROM patients_counts"
+    if _unfiltered(listing):
+        return f"SELECT {KEPT_COUNT}"
+    return f"SELECT count(*) FROM patients AS p WHERE {where}"
+
+
+def _unfiltered(listing: query.ListQuery) -> bool:
+    return not listing.filters and listing.search is None
+
+
+def _slice_keys(  # noqa: PLR0917 (each argument is a different part of the statement)
+    where: str,
+    terms: list[tuple[str, str]],
+    offset: int,
+    limit: int | None,
+    params: _Params,
+    total_known: bool,
+) -> str:
+    """The sort keys of a slice's rows. When the statement knows the total (no filters), a slice
+    in the second half is read backwards from the end: OFFSET then skips at most half the rows.
+    The branch not taken gets LIMIT 0 and reads nothing."""
+    keys = ", ".join(f"{term} AS k{number}" for number, (term, _) in enumerate(terms))
+    start = f"CAST({params.bind(offset)} AS bigint)"
+    size = "ALL" if limit is None else f"CAST({params.bind(limit)} AS bigint)"
+    select = f"SELECT {keys} FROM patients AS p WHERE {where} ORDER BY"
+    if not total_known or limit is None:
+        return f"{select} {_keys(terms)} OFFSET {start} LIMIT {size}"
+    first_half = f"{start} <= {KEPT_COUNT} / 2"
+    rest = f"greatest({KEPT_COUNT} - {start}, 0)"  # rows from the slice's start to the end
+    backwards = [(term, "ASC" if direction == "DESC" else "DESC") for term, direction in terms]
+    return (
+        f"({select} {_keys(terms)} OFFSET {start}"
+        f" LIMIT CASE WHEN {first_half} THEN {size} ELSE 0 END)"
+        f" UNION ALL ({select} {_keys(backwards)} OFFSET greatest({rest} - {size}, 0)"
+        f" LIMIT CASE WHEN {first_half} THEN 0 ELSE least({size}, {rest}) END)"
+    )
 
 
 def _where(listing: query.ListQuery, params: _Params) -> str:
