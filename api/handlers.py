@@ -142,7 +142,9 @@ async def docs(request: Request) -> Response:
     return HTMLResponse(DOCS_PAGE)
 
 
-def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json(
+    body: str | bytes, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """JSON text that PostgreSQL already built, sent as it is."""
     return Response(body, status_code=status_code, headers=headers, media_type=JSON_CONTENT_TYPE)
 

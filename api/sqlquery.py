@@ -2,7 +2,8 @@
 
 Field names from the query string never reach the SQL text: a known field becomes a column from
 the fixed FIELDS mapping, any other becomes a bound JSON path into `extra`. Every value is bound.
-The SQL functions used here (json_server_text, patients_json, ...) come from migration 0002.
+The SQL functions used here (json_server_text, ...) come from migration 0002, the stored JSON
+(patients.wire) and the kept count (patients_counts) from 0006.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ FIELDS = {
 ALWAYS_PRESENT = frozenset({"id", "patientID", "name"})  # NOT NULL columns
 INTEGER_LIMITS = {"id": 2**63 - 1, "age": 2**31 - 1}  # bigint, integer
 COMPARISONS = {"gte": ">=", "lte": "<="}
+# The number of patients, kept by triggers (migration 0006); as of the statement's snapshot.
+KEPT_COUNT = "(SELECT coalesce(sum(delta), 0)::bigint FROM patients_counts)"
 LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 
@@ -66,28 +69,73 @@ class _Field:
 
 
 def list_statement(listing: query.ListQuery, offset: int | None, limit: int | None) -> Statement:
-    """`SELECT body, total`: the JSON array text of the rows, and the filtered count if wanted."""
+    """`SELECT body, total`: the rows' JSON array as UTF-8 bytes, and their count if wanted.
+
+    Each row's JSON is stored (patients.wire, migration 0006), so a list is one ordered string_agg.
+    A slice first picks its rows' sort keys and storage_order (often from an index alone), and
+    only those rows are read whole: OFFSET then skips index entries, not records.
+    """
     params = _Params()
     where = _where(listing, params)
-    order = _order_by(listing.sort, params)
-    window = ""
-    if offset is not None:
-        window += f" OFFSET {params.bind(offset)}"
-    if limit is not None:
-        window += f" LIMIT {params.bind(limit)}"
+    terms = _order_terms(listing.sort, params)
+    if offset is None and limit is None:
+        order = ", ".join(f"{term} {direction}" for term, direction in terms)
+        wire, rows = f"p.wire, ',' ORDER BY {order}", f"patients AS p WHERE {where}"
+    else:
+        page = _slice_keys(where, terms, offset or 0, limit, params, _unfiltered(listing))
+        # A subquery, not a join: the planner cannot tell how few rows a slice has, and might
+        # otherwise hash-join the whole table.
+        record = f"SELECT w.wire FROM patients AS w WHERE w.storage_order = page.k{len(terms) - 1}"
+        wire, rows = f"({record}), ',' ORDER BY {_keys(terms, 'page.')}", f"({page}) AS page"
     body = (
-        "SELECT coalesce('[' || string_agg(patients_json(sliced.p), ',' ORDER BY sliced.n) || ']',"
-        " '[]') FROM (SELECT p, row_number() OVER (ORDER BY "
-        f"{order}) AS n FROM patients AS p WHERE {where} ORDER BY {order}{window}) AS sliced"
+        f"SELECT convert_to(coalesce('[' || string_agg({wire}) || ']', '[]'), 'UTF8') FROM {rows}"
     )
-    total = f"(SELECT count(*) FROM patients AS p WHERE {where})" if listing.counted else "NULL"
+    total = f"({_count(listing, where)})" if listing.counted else "NULL"
     return Statement(f"SELECT ({body}) AS body, {total} AS total", params.values)
 
 
 def count_statement(listing: query.ListQuery) -> Statement:
     params = _Params()
-    where = _where(listing, params)
-    return Statement(f"SELECT count(*) FROM patients AS p WHERE {where}", params.values)
+    return Statement(_count(listing, _where(listing, params)), params.values)
+
+
+def _count(listing: query.ListQuery, where: str) -> str:
+    """Without filters, the count that triggers keep (migration 0006) instead of count(*)."""
+    if _unfiltered(listing):
+        return f"SELECT {KEPT_COUNT}"
+    return f"SELECT count(*) FROM patients AS p WHERE {where}"
+
+
+def _unfiltered(listing: query.ListQuery) -> bool:
+    return not listing.filters and listing.search is None
+
+
+def _slice_keys(  # noqa: PLR0917 (each argument is a different part of the statement)
+    where: str,
+    terms: list[tuple[str, str]],
+    offset: int,
+    limit: int | None,
+    params: _Params,
+    total_known: bool,
+) -> str:
+    """The sort keys of a slice's rows. When the statement knows the total (no filters), a slice
+    in the second half is read backwards from the end: OFFSET then skips at most half the rows.
+    The branch not taken gets LIMIT 0 and reads nothing."""
+    keys = ", ".join(f"{term} AS k{number}" for number, (term, _) in enumerate(terms))
+    start = f"CAST({params.bind(offset)} AS bigint)"
+    size = "ALL" if limit is None else f"CAST({params.bind(limit)} AS bigint)"
+    select = f"SELECT {keys} FROM patients AS p WHERE {where} ORDER BY"
+    if not total_known or limit is None:
+        return f"{select} {_keys(terms)} OFFSET {start} LIMIT {size}"
+    first_half = f"{start} <= {KEPT_COUNT} / 2"
+    rest = f"greatest({KEPT_COUNT} - {start}, 0)"  # rows from the slice's start to the end
+    backwards = [(term, "ASC" if direction == "DESC" else "DESC") for term, direction in terms]
+    return (
+        f"({select} {_keys(terms)} OFFSET {start}"
+        f" LIMIT CASE WHEN {first_half} THEN {size} ELSE 0 END)"
+        f" UNION ALL ({select} {_keys(backwards)} OFFSET greatest({rest} - {size}, 0)"
+        f" LIMIT CASE WHEN {first_half} THEN 0 ELSE least({size}, {rest}) END)"
+    )
 
 
 def _where(listing: query.ListQuery, params: _Params) -> str:
@@ -138,7 +186,9 @@ def _present(field: _Field, params: _Params) -> str:
 
 def _compare(field: _Field, operator: str, value: str, params: _Params) -> str:
     if operator == "like":
-        return f"{field.text('p')} ~* {params.bind(value)}"
+        # JavaScript's `i` flag folds the case of any letter; PostgreSQL's regular expressions
+        # fold only ASCII under a C-collated database, so the collation is given explicitly.
+        return f"{field.text('p')} COLLATE pg_c_utf8 ~* {params.bind(value)}"
     if operator in COMPARISONS:
         return _range(field, COMPARISONS[operator], value, params)
     equal = _equal(field, value, params)
@@ -183,14 +233,22 @@ def _range(field: _Field, operator: str, value: str, params: _Params) -> str:
     )
 
 
-def _order_by(keys: tuple[query.SortKey, ...], params: _Params) -> str:
-    """lodash orderBy: values, null, then missing (reversed for desc); ties keep storage order."""
-    terms: list[str] = []
+def _order_terms(keys: tuple[query.SortKey, ...], params: _Params) -> list[tuple[str, str]]:
+    """lodash orderBy: values, null, then missing (reversed for desc); ties keep storage order.
+
+    (term, direction) pairs; the last is always storage_order, which is unique.
+    """
+    terms: list[tuple[str, str]] = []
     for key in keys:
         direction = "DESC" if key.descending else "ASC"
         field = _field(key.path, key.key, params)
-        terms.extend(f"{term} {direction}" for term in _sort_terms(field, params))
-    return ", ".join([*terms, "p.storage_order ASC"])
+        terms.extend((term, direction) for term in _sort_terms(field, params))
+    return [*terms, ("p.storage_order", "ASC")]
+
+
+def _keys(terms: list[tuple[str, str]], alias: str = "") -> str:
+    """ORDER BY over the columns k0, k1, ... that a slice's key query names its sort terms."""
+    return ", ".join(f"{alias}k{number} {direction}" for number, (_, direction) in enumerate(terms))
 
 
 def _sort_terms(field: _Field, params: _Params) -> list[str]:
@@ -199,9 +257,10 @@ def _sort_terms(field: _Field, params: _Params) -> list[str]:
         ordered = f'{value} COLLATE "C"' if field.kind == "text" else value
         if field.key in ALWAYS_PRESENT:
             return [ordered]
-        key = params.bind(field.key)
+        # A literal (a key of FIELDS, not the client's text), so the planner can match an index
+        # on this expression (migration 0003) in generic plans too.
         return [
-            f"CASE WHEN {value} IS NOT NULL THEN 0 WHEN p.extra ? {key} THEN 1 ELSE 2 END",
+            f"CASE WHEN {value} IS NOT NULL THEN 0 WHEN p.extra ? '{field.key}' THEN 1 ELSE 2 END",
             ordered,
         ]
     kind = f"jsonb_typeof({value})"

@@ -20,7 +20,7 @@ LOG = logging.getLogger(__name__)
 APPLICATION_NAME = "patient-registry"
 # The columns the code reads and writes; a test checks them against the migrated table.
 DATA_COLUMNS = (*patients.COLUMNS.values(), "extra")
-MANAGED_COLUMNS = ("id", "storage_order", "created_at", "updated_at", "search_text")
+MANAGED_COLUMNS = ("id", "storage_order", "created_at", "updated_at", "search_text", "wire")
 SELECT_JSON = "SELECT patients_json(p) FROM patients AS p"
 FETCH_PATIENT = f"{SELECT_JSON} WHERE p.id = $1"
 INSERT_COLUMNS = ", ".join(DATA_COLUMNS)
@@ -127,8 +127,11 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, UNAVAILABLE_ERRORS)
 
 
-async def list_patients(db: Database, listing: query.ListQuery) -> tuple[str, int | None]:
-    """The JSON array text of the matching records, and their count when `listing.counted`."""
+async def list_patients(db: Database, listing: query.ListQuery) -> tuple[bytes, int | None]:
+    """The JSON array of the matching records as UTF-8, and their count when `listing.counted`.
+
+    Bytes, not text: a whole list is megabytes that would otherwise be decoded only to be
+    encoded again for the response."""
     window = listing.window
     offset: int | None = None
     limit: int | None = None

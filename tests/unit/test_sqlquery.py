@@ -51,5 +51,28 @@ def test_total_is_counted_only_when_asked() -> None:
     counted = sqlquery.list_statement(query.parse("_limit=5"), 0, 5)
     plain = sqlquery.list_statement(query.parse(""), None, None)
 
-    assert "count(*)" in counted.sql
+    assert "patients_counts" in counted.sql
+    assert "patients_counts" not in plain.sql
     assert "count(*)" not in plain.sql
+
+
+@pytest.mark.parametrize(
+    ("query_string", "source"),
+    [
+        pytest.param("_limit=5", "FROM patients_counts", id="all records: the kept count"),
+        pytest.param("_limit=5&age=45", "count(*)", id="a filter: counted"),
+        pytest.param("_limit=5&q=jo", "count(*)", id="a search: counted"),
+    ],
+)
+def test_only_unfiltered_totals_come_from_the_kept_count(query_string: str, source: str) -> None:
+    listing = query.parse(query_string)
+
+    assert source in sqlquery.list_statement(listing, 0, 5).sql
+    assert source in sqlquery.count_statement(listing).sql
+
+
+def test_a_slice_sorts_its_keys_then_reads_only_its_records() -> None:
+    statement = sqlquery.list_statement(query.parse("_sort=age&_order=desc&_limit=5"), 0, 5)
+
+    assert "p.extra ? 'age'" in statement.sql, "the key is a literal, so an index can match"
+    assert "WHERE w.storage_order = page.k2" in statement.sql

@@ -1,0 +1,12 @@
+DROP INDEX patients_name_c_utf8_trgm;
+CREATE INDEX patients_name_trgm ON patients USING gin (name gin_trgm_ops);
+CREATE INDEX patients_extra_path_ops ON patients USING gin (extra jsonb_path_ops);
+DROP TRIGGER patients_count_truncated ON patients;
+DROP TRIGGER patients_count_deleted ON patients;
+DROP TRIGGER patients_count_inserted ON patients;
+DROP FUNCTION patients_count_truncated();
+DROP FUNCTION patients_count_changed();
+DROP TABLE patients_counts;
+ALTER TABLE patients DROP COLUMN wire;
+DROP FUNCTION patients_wire(bigint, text, text, integer, text, text, date, jsonb);
+DROP FUNCTION json_server_string(text);
