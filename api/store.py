@@ -21,7 +21,7 @@ APPLICATION_NAME = "patient-registry"
 # The columns the code reads and writes; a test checks them against the migrated table.
 DATA_COLUMNS = (*patients.COLUMNS.values(), "extra")
 MANAGED_COLUMNS = ("id", "storage_order", "created_at", "updated_at", "search_text", "wire")
-SELECT_JSON = "SELECT patients_json(p) FROM patients AS p"
+SELECT_JSON = "SELECT p.wire FROM patients AS p"  # the stored JSON (migration 0006)
 FETCH_PATIENT = f"{SELECT_JSON} WHERE p.id = $1"
 INSERT_COLUMNS = ", ".join(DATA_COLUMNS)
 INSERT_VALUES = ", ".join(f":{column}" for column in DATA_COLUMNS[:-1]) + ", CAST(:extra AS jsonb)"
@@ -38,7 +38,7 @@ AUTO_ID_ATTEMPTS = 3
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
 UPDATE_PATIENT = (
     f"UPDATE patients AS p SET ({INSERT_COLUMNS}) = ROW({INSERT_VALUES}) "
-    "WHERE p.id = :id RETURNING patients_json(p)"
+    "WHERE p.id = :id RETURNING p.wire"
 )
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,

@@ -224,7 +224,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-SQL = "SELECT patients_json(p) FROM patients AS p WHERE p.id = $1"
+SQL = "SELECT p.wire FROM patients AS p WHERE p.id = $1"  # the statement our API runs
 
 
 async def patient(request):
