@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
@@ -116,8 +116,8 @@ class Import:
         await self.connection.execute("SELECT pg_advisory_xact_lock($1)", IMPORT_LOCK_KEY)
         await self.connection.execute(CREATE_STAGING)
 
-    async def stage(self, records: Sequence[tuple[Any, ...]]) -> None:
-        """COPY tuples made by `staged` or `refused` into the staging table."""
+    async def stage(self, records: AsyncIterable[tuple[Any, ...]]) -> None:
+        """COPY tuples made by `staged` or `refused` into the staging table, as they come."""
         await self.connection.copy_records_to_table(
             "import_staging", records=records, columns=STAGED_COLUMNS
         )
@@ -172,9 +172,21 @@ class Import:
 
 def staged(position: int, row: patients.PatientRow, raw: str) -> tuple[Any, ...]:
     """A valid record, to be sorted into its bucket in SQL."""
-    values = [getattr(row, column) for column in DATA_COLUMNS]
-    values[-1] = json.dumps(row.extra, ensure_ascii=False)
-    return (position, row.id, *values, raw, None, None)
+    extra = json.dumps(row.extra, ensure_ascii=False) if row.extra else "{}"
+    return (
+        position,
+        row.id,
+        row.patient_id,
+        row.name,
+        row.age,
+        row.gender,
+        row.medical_condition,
+        row.last_visit,
+        extra,
+        raw,
+        None,
+        None,
+    )
 
 
 def refused(position: int, raw: str, reason: str) -> tuple[Any, ...]:
