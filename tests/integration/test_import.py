@@ -28,6 +28,10 @@ WAITING_REBUILD = (
     " AND query = 'LOCK TABLE patients IN ACCESS EXCLUSIVE MODE'"
 )
 INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'patients' ORDER BY 1"
+CONSTRAINTS = (
+    "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+    " WHERE conrelid = 'patients'::regclass ORDER BY 1"
+)
 MESSY: dict[str, Any] = {
     "posts": [{"id": 1, "title": "not a patient"}],
     "patients": [
@@ -255,11 +259,14 @@ def wait_for(url: str, statement: str) -> None:
         time.sleep(0.1)
 
 
-def test_a_big_import_into_an_empty_table_rebuilds_the_indexes_and_makes_reads_wait(
+def test_a_big_import_into_an_empty_table_rebuilds_every_index_and_makes_reads_wait(
     migrated_database_url: str, tmp_path: pathlib.Path
 ) -> None:
-    path = write(tmp_path, many(store.REBUILD_MIN_ROWS, "B"))
+    document = many(store.REBUILD_MIN_ROWS, "B")
+    document["patients"].append(document["patients"][0])  # rejected: the constraints come back
+    path = write(tmp_path, document)
     indexes = query(migrated_database_url, INDEXES)
+    constraints = query(migrated_database_url, CONSTRAINTS)
     with psycopg.connect(migrated_database_url) as reader:
         reader.execute("SELECT count(*) FROM patients")  # a reader's ACCESS SHARE lock, held
         process = subprocess.Popen(
@@ -276,6 +283,7 @@ def test_a_big_import_into_an_empty_table_rebuilds_the_indexes_and_makes_reads_w
 
     assert len(stored(migrated_database_url)) == store.REBUILD_MIN_ROWS
     assert query(migrated_database_url, INDEXES) == indexes
+    assert query(migrated_database_url, CONSTRAINTS) == constraints
 
 
 def test_a_big_import_into_a_table_with_rows_never_blocks_readers(
