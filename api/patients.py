@@ -36,6 +36,10 @@ DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 # (not encodable as UTF-8). Tabs and newlines are allowed only in free text, not in typed fields.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "must not contain NUL characters or unpaired surrogates"
+NOT_FINITE_MESSAGE = "must be a finite number"
+SCALARS = frozenset((str, int, float, bool, type(None)))
+CONTAINERS = frozenset((dict, list))
 
 
 class InvalidPatient(ValueError):
@@ -67,7 +71,6 @@ def to_row(record: Mapping[str, Any], today: datetime.date | None = None) -> Pat
     Every problem is reported at once. json-server treats a falsy id (`0`, `null`, `false`, `""`)
     as "assign one", so do we. `today` bounds lastVisit (default: the current UTC date).
     """
-    latest_visit = (today or datetime.datetime.now(datetime.UTC).date()) + datetime.timedelta(1)
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -83,7 +86,7 @@ def to_row(record: Mapping[str, Any], today: datetime.date | None = None) -> Pat
         elif value is None and key not in REQUIRED:
             extra[key] = None
         else:
-            checked = _check(key, value, latest_visit)
+            checked = _check(key, value, today)
             if isinstance(checked, Problem):
                 errors[key] = checked.message
             else:
@@ -121,22 +124,27 @@ class Problem:
     message: str
 
 
-def _check(key: str, value: Any, latest_visit: datetime.date) -> Any:
+def _check(key: str, value: Any, today: datetime.date | None) -> Any:
     """The column value for a typed field, or the Problem with it."""
     if key == "age":
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AGE:
             return value
         return Problem(f"must be a whole number from 0 to {MAX_AGE} (not a string)")
     if key == "lastVisit":
-        day = parse_date(value)
-        if day is None:
-            return Problem("must be a date written YYYY-MM-DD")
-        if not EARLIEST_VISIT <= day <= latest_visit:
-            return Problem(f"must be between {EARLIEST_VISIT} and today")
-        return day
+        return _check_visit(value, today)
     if not isinstance(value, str):
         return Problem("must be a string")
     return _check_text(key, value)
+
+
+def _check_visit(value: Any, today: datetime.date | None) -> Any:
+    day = parse_date(value)
+    if day is None:
+        return Problem("must be a date written YYYY-MM-DD")
+    latest = (today or datetime.datetime.now(datetime.UTC).date()) + datetime.timedelta(1)
+    if not EARLIEST_VISIT <= day <= latest:
+        return Problem(f"must be between {EARLIEST_VISIT} and today")
+    return day
 
 
 def _check_text(key: str, value: str) -> Any:
@@ -156,17 +164,32 @@ def _check_text(key: str, value: str) -> Any:
     return value
 
 
-def _storable(key: str, value: Any) -> str | None:
+def _storable(key: Any, value: Any) -> str | None:
     """Why PostgreSQL could not store this JSON value faithfully, if it could not."""
+    # The common case, a str key and a scalar value, without the walk (same answer, same order:
+    # the value is looked at before the key).
+    kind = type(value)
+    if type(key) is not str or kind in CONTAINERS or kind not in SCALARS:
+        return _storable_tree(key, value)
+    if kind is str and UNSTORABLE.search(value):
+        return UNSTORABLE_MESSAGE
+    if kind is float and not math.isfinite(value):
+        return NOT_FINITE_MESSAGE
+    if key not in COLUMNS and UNSTORABLE.search(key):
+        return UNSTORABLE_MESSAGE
+    return None
+
+
+def _storable_tree(key: Any, value: Any) -> str | None:
     stack: list[tuple[Any, int]] = [(key, 0), (value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_NESTING:
             return f"must not nest deeper than {MAX_NESTING} levels"
         if isinstance(item, str) and UNSTORABLE.search(item):
-            return "must not contain NUL characters or unpaired surrogates"
+            return UNSTORABLE_MESSAGE
         if isinstance(item, float) and not math.isfinite(item):
-            return "must be a finite number"
+            return NOT_FINITE_MESSAGE
         if isinstance(item, dict):
             stack.extend((part, depth + 1) for pair in item.items() for part in pair)
         elif isinstance(item, list):

@@ -21,9 +21,12 @@ import tempfile
 import time
 
 import localpg
-from migrator import runner
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # migrator, when run as `python scripts/benchmark_import.py`
+
+from migrator import runner  # noqa: E402
+
 NAMES = ("Ada", "José", "Zoë", "Chen", "Aisha", "Liam", "Mia", "Noah", "Élodie", "Yuki", "Omar")
 SURNAMES = ("Lovelace", "Álvarez", "Ørsted", "Wei", "Khan", "O'Connor", "Smith", "Tanaka", "Haddad")
 CONDITIONS = ("Hypertension", "Diabetes Type 2", "Asthma", "Migraine", "Arthritis", "COPD")

@@ -1,25 +1,30 @@
-"""Streams a json-server db.json: one `patients` entry at a time, in constant memory.
+"""Streams a json-server db.json: one `patients` entry at a time, with its exact source text.
 
-Other top-level collections are handed to a callback whole (they are not imported, but never
-lost). A file that cannot be read as a whole (not UTF-8, not JSON, no `patients` array) raises
-DbJsonError; the caller has written nothing yet, or rolls back.
+The standard library's C decoder parses each value (`raw_decode`); this module only walks the top
+level and the `patients` array, through a window of decoded text that holds about one chunk plus
+the value being read, so memory stays flat. Each entry carries the slice of the file it came from,
+so a rejected record is kept exactly as it was written. Other top-level collections are handed to
+a callback whole (they are not imported, but never lost). A file that cannot be read as a whole
+(not UTF-8, not JSON, no `patients` array) raises DbJsonError; the caller has written nothing yet,
+or rolls back.
 """
 
 from __future__ import annotations
 
 import codecs
 import dataclasses
+import json
 import pathlib
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-import ijson
-
 BOM = codecs.BOM_UTF8
 OTHER_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 COLLECTION = "patients"
-CONTAINER_STARTS = ("start_map", "start_array")
-CONTAINER_ENDS = ("end_map", "end_array")
+CHUNK_BYTES = 1 << 20
+WHITESPACE = " \t\n\r"  # JSON's four
+# A decode error this close to the window's end may be a value cut in two by the window.
+CUT_MARGIN = 16
 
 
 class DbJsonError(ValueError):
@@ -30,6 +35,7 @@ class DbJsonError(ValueError):
 class Entry:
     position: int  # index in the `patients` array
     value: Any
+    raw: str  # the entry's text exactly as the file has it
 
 
 class Progress:
@@ -55,63 +61,142 @@ def entries(
                 raise DbJsonError(f"{path} is not UTF-8 text (it is UTF-16 or UTF-32)")
             file.seek(len(BOM) if start.startswith(BOM) else 0)
             if progress is not None:
-                progress.position = file.tell  # ijson's C backend reads past our hooks
-            yield from _entries(file, other)
+                progress.position = file.tell
+            yield from read(file, other)
     except OSError as error:
         raise DbJsonError(f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise DbJsonError(f"{path} is not UTF-8 text") from None
-    except ijson.JSONError as error:
-        raise DbJsonError(f"{path} is not valid JSON: {_first_line(error)}") from None
+    except (json.JSONDecodeError, _NotJson) as error:
+        raise DbJsonError(f"{path} is not valid JSON: {error}") from None
+    except ValueError as error:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise DbJsonError(f"{path} is not valid JSON: {error}") from None
 
 
-def _entries(file: IO[bytes], other: Callable[[str, Any], None]) -> Iterator[Entry]:
-    events = ijson.parse(file, use_float=True)
-    try:
-        first = next(events, None)
-    except ijson.IncompleteJSONError:
-        first = None
-    if first is None:
+def read(
+    file: IO[bytes], other: Callable[[str, Any], None], chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[Entry]:
+    """`entries` for an open binary file, positioned after any BOM."""
+    text = _Window(file, chunk_bytes)
+    if text.peek() == "":
         raise DbJsonError("the file is empty")
-    if first[1] != "start_map":
+    if text.peek() != "{":
         raise DbJsonError('the top level must be an object like {"patients": [...]}')
+    text.expect("{")
     found = False
-    for _, event, key in events:
-        if event == "end_map":
-            break
-        _, start, value = next(events)
+    count = 0  # positions go on if "patients" comes twice, so they stay unique
+    while text.peek() != "}":
+        if text.keys:  # every member after the first follows a comma
+            text.expect(",")
+        key = text.key()
         if key != COLLECTION:
-            other(key, _build(start, value, events))
-        elif start != "start_array":
+            other(key, text.value()[0])
+        elif text.peek() != "[":
             raise DbJsonError('"patients" must be an array')
         else:
             found = True
-            yield from _array_items(events)
+            for value, raw in text.array_items():
+                yield Entry(count, value, raw)
+                count += 1
+    text.expect("}")
+    if text.peek() != "":
+        raise _NotJson(f"extra data after the top-level object, at character {text.offset()}")
     if not found:
         raise DbJsonError('the file has no "patients" array')
 
 
-def _array_items(events: Iterator[tuple[str, str, Any]]) -> Iterator[Entry]:
-    for position, (_, event, value) in enumerate(events):
-        if event == "end_array":
+class _NotJson(ValueError):
+    """Well-formed so far, but not JSON (NaN, a missing comma, extra data...)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+class _Window:
+    """The file's text from the current value on, decoded chunk by chunk."""
+
+    def __init__(self, file: IO[bytes], chunk_bytes: int) -> None:
+        self.file = file
+        self.chunk_bytes = chunk_bytes
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text = ""
+        self.at = 0
+        self.dropped = 0  # characters before self.text, for error positions
+        self.eof = False
+        self.keys = 0
+
+    def offset(self) -> int:
+        return self.dropped + self.at
+
+    def _more(self) -> bool:
+        """Read the next chunk (at least as much as the window holds); False at the end."""
+        if self.eof:
+            return False
+        data = self.file.read(max(self.chunk_bytes, len(self.text) - self.at))
+        self.eof = not data
+        self.dropped += self.at
+        self.text = self.text[self.at :] + self.decoder.decode(data, final=self.eof)
+        self.at = 0
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ('' at the end of the file)."""
+        while True:
+            text, at = self.text, self.at
+            while at < len(text) and text[at] in WHITESPACE:
+                at += 1
+            self.at = at
+            if at < len(text):
+                return text[at]
+            if not self._more():
+                return ""
+
+    def expect(self, character: str) -> None:
+        found = self.peek()
+        if found != character:
+            where = f"found {found!r}" if found else "the file ends"
+            raise _NotJson(f"expected {character!r} at character {self.offset()}, {where}")
+        self.at += 1
+
+    def key(self) -> str:
+        if self.peek() != '"':
+            raise _NotJson(f"expected a key at character {self.offset()}")
+        key, _ = self.value()
+        self.expect(":")
+        self.keys += 1
+        return str(key)
+
+    def value(self) -> tuple[Any, str]:
+        """The next JSON value and its source text."""
+        self.peek()
+        while True:
+            try:
+                value, end = DECODER.raw_decode(self.text, self.at)
+            except json.JSONDecodeError as error:
+                if self._maybe_cut(error) and self._more():
+                    continue
+                raise _NotJson(f"{error.msg} (character {self.dropped + error.pos})") from None
+            if end > len(self.text) - CUT_MARGIN and self._more():
+                continue  # a number may go on in the next chunk: "12" + "34", "-1" + ".5"
+            raw = self.text[self.at : end]
+            self.at = end
+            return value, raw
+
+    def _maybe_cut(self, error: json.JSONDecodeError) -> bool:
+        return error.pos >= len(self.text) - CUT_MARGIN or error.msg.startswith("Unterminated")
+
+    def array_items(self) -> Iterator[tuple[Any, str]]:
+        self.expect("[")
+        if self.peek() == "]":
+            self.at += 1
             return
-        yield Entry(position, _build(event, value, events))
-
-
-def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> Any:
-    """The whole JSON value that starts with (event, value), read from `events`."""
-    if event not in CONTAINER_STARTS:
-        return value
-    builder = ijson.ObjectBuilder()
-    builder.event(event, value)
-    depth = 1
-    while depth:
-        _, event, value = next(events)
-        depth += (event in CONTAINER_STARTS) - (event in CONTAINER_ENDS)
-        builder.event(event, value)
-    return builder.value
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        while True:
+            yield self.value()
+            if self.peek() == "]":
+                self.at += 1
+                return
+            self.expect(",")

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from seed import store
 from tests.integration.helpers import REPO, SAMPLE, SAMPLE_DB_JSON, query, run_module
 
 VALID = {"patientID": "M001", "name": "Valid One", "age": 40, "gender": "Female"}
@@ -21,6 +22,15 @@ IMPORTED = ["M001", "p003", "M006", "M008"]
 WAITING_IMPORT = (
     "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
     " AND query = 'LOCK TABLE patients IN SHARE ROW EXCLUSIVE MODE'"
+)
+WAITING_REBUILD = (
+    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    " AND query = 'LOCK TABLE patients IN ACCESS EXCLUSIVE MODE'"
+)
+INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'patients' ORDER BY 1"
+CONSTRAINTS = (
+    "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+    " WHERE conrelid = 'patients'::regclass ORDER BY 1"
 )
 MESSY: dict[str, Any] = {
     "posts": [{"id": 1, "title": "not a patient"}],
@@ -231,3 +241,60 @@ def test_export_round_trips_through_import(
     for record in document["patients"]:
         original = originals[record["patientID"]]
         assert record == {**original, "id": original.get("id", record["id"])}
+
+
+def many(count: int, prefix: str) -> dict[str, Any]:
+    return {
+        "patients": [
+            {"patientID": f"{prefix}{number}", "name": f"Patient {number}", "age": number % 100}
+            for number in range(count)
+        ]
+    }
+
+
+def wait_for(url: str, statement: str) -> None:
+    deadline = time.monotonic() + 60
+    while not query(url, statement):
+        assert time.monotonic() < deadline, f"never true: {statement}"
+        time.sleep(0.1)
+
+
+def test_a_big_import_into_an_empty_table_rebuilds_every_index_and_makes_reads_wait(
+    migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    document = many(store.REBUILD_MIN_ROWS, "B")
+    document["patients"].append(document["patients"][0])  # rejected: the constraints come back
+    path = write(tmp_path, document)
+    indexes = query(migrated_database_url, INDEXES)
+    constraints = query(migrated_database_url, CONSTRAINTS)
+    with psycopg.connect(migrated_database_url) as reader:
+        reader.execute("SELECT count(*) FROM patients")  # a reader's ACCESS SHARE lock, held
+        process = subprocess.Popen(
+            [sys.executable, "-m", "seed", str(path)],
+            cwd=REPO,
+            env={**os.environ, "DATABASE_URL": migrated_database_url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # The import asks for the lock that conflicts with every read, and waits for ours.
+        wait_for(migrated_database_url, WAITING_REBUILD)
+        reader.rollback()
+    assert process.wait(timeout=120) == 0
+
+    assert len(stored(migrated_database_url)) == store.REBUILD_MIN_ROWS
+    assert query(migrated_database_url, INDEXES) == indexes
+    assert query(migrated_database_url, CONSTRAINTS) == constraints
+
+
+def test_a_big_import_into_a_table_with_rows_never_blocks_readers(
+    migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+    path = write(tmp_path, many(store.REBUILD_MIN_ROWS, "N"))
+    with psycopg.connect(migrated_database_url) as reader:
+        reader.execute("SELECT count(*) FROM patients")  # held for the whole import
+        result = run_module("seed", str(path), database_url=migrated_database_url)
+        reader.rollback()
+
+    assert result.returncode == 0, result.stderr
+    assert len(stored(migrated_database_url)) == len(SAMPLE) + store.REBUILD_MIN_ROWS

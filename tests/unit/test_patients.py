@@ -2,6 +2,8 @@ import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api import patients
 
@@ -139,3 +141,17 @@ def test_to_row_reports_every_error_at_once() -> None:
 )
 def test_to_row_accepts(overrides: dict[str, Any]) -> None:
     patients.to_row(make_record(**overrides), today=TODAY)
+
+
+UNSTORABLE_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(st.sampled_from(["a", "\x00", "\ud800", " ", "é"]), max_size=3),
+)
+
+
+@given(key=st.text(st.sampled_from(["k", "\x00", "\udfff"]), max_size=2), value=UNSTORABLE_SCALARS)
+def test_the_scalar_shortcut_of_storable_answers_as_the_walk_does(key: str, value: Any) -> None:
+    assert patients._storable(key, value) == patients._storable_tree(key, value)
