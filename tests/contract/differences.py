@@ -110,7 +110,8 @@ LIKE_REGEX_DIALECT = Difference(
     "`_like` dialect",
     "JavaScript regular expressions",
     "PostgreSQL regular expressions",
-    "the same for literals, `^ $ . .* [a-z] a|b`; JS-only syntax (`\\b`, lookbehind) may differ",
+    "the same for literals, `^ $ . .* [a-z] a|b`; JS-only syntax (`\\b`, lookbehind) may differ,"
+    " and `\\w` also matches non-ASCII letters",
 )
 SORT_MIXED_TYPES = Difference(
     "`_sort` on mixed types",
