@@ -20,9 +20,10 @@ LOG = logging.getLogger(__name__)
 ACCESS = logging.getLogger("api.access")
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
-VARY_ORIGIN = (b"vary", b"Origin")
-# Any answer may be compressed for a client that asks, so every answer varies on the header.
-VARY_ACCEPT_ENCODING = (b"vary", b"Accept-Encoding")
+# Any answer may be compressed for a client that asks, so every answer varies on that header;
+# an answer that echoes an allowed Origin varies on it too.
+VARY = b"Accept-Encoding"
+VARY_WITH_ORIGIN = b"Accept-Encoding, Origin"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 COLLECTION = "/patients"
 TRAILING_SLASHES = re.compile(r"(?i)/patients/*")
@@ -86,15 +87,13 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         scope["path"] = normalize_path(scope["path"])
         allowed = origin is not None and self.allowed(origin)
-        extra_headers = [
-            *RESPONSE_HEADERS,
-            (REQUEST_ID_HEADER_BYTES, request_id.encode()),
-            VARY_ACCEPT_ENCODING,
-        ]
+        extra_headers = [*RESPONSE_HEADERS, (REQUEST_ID_HEADER_BYTES, request_id.encode())]
+        vary = VARY
         if allowed and scope["method"] != "OPTIONS":
             assert origin is not None
             extra_headers += self._allow(origin)
             extra_headers.append((b"access-control-expose-headers", self.expose))
+            vary = VARY_WITH_ORIGIN
         status = 500
         started = False
 
@@ -108,7 +107,7 @@ class EdgeMiddleware:
                     for header in message.get("headers", ())
                     if not (allowed and header[0].lower() == b"access-control-expose-headers")
                 ]
-                message["headers"] = _merge_vary(headers + extra_headers)
+                message["headers"] = [*_with_vary(headers, vary), *extra_headers]
             await send(message)
 
         try:
@@ -138,7 +137,7 @@ class EdgeMiddleware:
             )
 
     def _allow(self, origin: str) -> list[tuple[bytes, bytes]]:
-        headers = [(b"access-control-allow-origin", origin.encode("latin-1")), VARY_ORIGIN]
+        headers = [(b"access-control-allow-origin", origin.encode("latin-1"))]
         if self.credentials:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
@@ -154,8 +153,7 @@ class EdgeMiddleware:
             response.headers.add_vary_header("Access-Control-Request-Headers")
         if origin is not None:
             for name, value in self._allow(origin):
-                if name != b"vary":
-                    response.headers[name.decode()] = value.decode("latin-1")
+                response.headers[name.decode()] = value.decode("latin-1")
         return response
 
 
@@ -186,16 +184,15 @@ def _request_id_and_origin(scope: Scope) -> tuple[str, str | None]:
     return request_id or uuid.uuid4().hex, origin
 
 
-def _merge_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """One `Vary` header listing each value once, as Starlette's add_vary_header builds it."""
-    varies = [value for name, value in headers if name.lower() == b"vary"]
-    if len(varies) < 2:
-        return headers
-    seen: list[str] = []
-    for value in varies:
+def _with_vary(headers: list[tuple[bytes, bytes]], vary: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers with one `Vary` that lists the answer's own values, then `vary`'s, each once."""
+    own = [value for name, value in headers if name.lower() == b"vary"]
+    if not own:
+        return [*headers, (b"vary", vary)]
+    items: list[str] = []
+    for value in [*own, vary]:
         for item in value.decode("latin-1").split(","):
-            if item.strip() and item.strip().lower() not in (s.lower() for s in seen):
-                seen.append(item.strip())
+            if item.strip() and item.strip().lower() not in (seen.lower() for seen in items):
+                items.append(item.strip())
     merged = [header for header in headers if header[0].lower() != b"vary"]
-    merged.append((b"vary", ", ".join(seen).encode("latin-1")))
-    return merged
+    return [*merged, (b"vary", ", ".join(items).encode("latin-1"))]

@@ -162,9 +162,7 @@ async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
     for attempt in range(1, AUTO_ID_ATTEMPTS + 1):
         try:
             async with db.transaction():
-                row = await _unique(
-                    db.fetch_one(_insert_sql(patient, "RETURNING id"), _params(patient))
-                )
+                stored: str = await _unique(db.fetch_val(_insert_sql(patient), _params(patient)))
                 if patient.id is not None:
                     await db.execute(ADVANCE_ID_SEQUENCE)
             break
@@ -173,9 +171,6 @@ async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
                 raise
             LOG.warning("the id sequence was behind the stored ids; moving it past them")
             await db.execute(ADVANCE_ID_SEQUENCE)
-    assert row is not None
-    stored = await fetch_patient(db, row[0])
-    assert stored is not None
     return stored
 
 
@@ -259,10 +254,13 @@ class _BoundedPool:
         return getattr(self._pool, name)
 
 
-def _insert_sql(patient: patients.PatientRow, suffix: str) -> str:
+def _insert_sql(patient: patients.PatientRow) -> str:
+    """The INSERT of one record, answering its stored JSON (the generated `wire` column)."""
     if patient.id is None:
-        return f"INSERT INTO patients ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) {suffix}"
-    return f"INSERT INTO patients (id, {INSERT_COLUMNS}) VALUES (:id, {INSERT_VALUES}) {suffix}"
+        return f"INSERT INTO patients ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) RETURNING wire"
+    return (
+        f"INSERT INTO patients (id, {INSERT_COLUMNS}) VALUES (:id, {INSERT_VALUES}) RETURNING wire"
+    )
 
 
 def _params(patient: patients.PatientRow) -> dict[str, Any]:

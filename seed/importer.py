@@ -70,7 +70,8 @@ async def _import(
 ) -> Summary:
     job = Import(connection)
     await job.begin()
-    collections: dict[str, str] = {}
+    collections: dict[str, str] = {}  # name -> JSON text, kept in import_rejects
+    sizes: dict[str, int] = {}  # name -> number of entries, for the summary and the report
     meter = _Meter(options.path, out, say)
     read = valid = 0
     # lastVisit may be at most tomorrow as of the day the import started.
@@ -79,7 +80,7 @@ async def _import(
     async def staged_records() -> AsyncIterator[tuple[Any, ...]]:
         # One COPY for the whole file: PostgreSQL stores a chunk while the next one is parsed.
         nonlocal read, valid
-        for entry in reader.entries(options.path, _keep(collections), meter.progress):
+        for entry in reader.entries(options.path, _keep(collections, sizes), meter.progress):
             record = _prepare(entry, today)
             yield record
             read += 1
@@ -98,15 +99,14 @@ async def _import(
         for name, value in collections.items():
             await job.keep_collection(run_id, name, value)
     if options.report:
-        await _write_report(job, options, counts, collections, read)
-    return Summary(
-        counts, {name: _size(value) for name, value in collections.items()}, run_id, read
-    )
+        await _write_report(job, options, counts, sizes, read)
+    return Summary(counts, sizes, run_id, read)
 
 
-def _keep(collections: dict[str, str]) -> Callable[[str, Any], None]:
+def _keep(collections: dict[str, str], sizes: dict[str, int]) -> Callable[[str, Any], None]:
     def keep(name: str, value: Any) -> None:
         collections[name] = json.dumps(value, ensure_ascii=False)
+        sizes[name] = len(value) if isinstance(value, list | dict) else 1
 
     return keep
 
@@ -126,7 +126,7 @@ def _prepare(entry: reader.Entry, today: datetime.date) -> tuple[Any, ...]:
 
 
 async def _write_report(
-    job: Import, options: Options, counts: dict[str, int], collections: dict[str, str], read: int
+    job: Import, options: Options, counts: dict[str, int], sizes: dict[str, int], read: int
 ) -> None:
     """A JSON report, streamed: the counts, then each rejected or updated record's line."""
     assert options.report is not None
@@ -137,7 +137,7 @@ async def _write_report(
             "dry_run": options.dry_run,
             "read": read,
             "counts": counts,
-            "other_collections": {name: _size(value) for name, value in collections.items()},
+            "other_collections": sizes,
         }
         file.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "records": [')
         separator = "\n"
@@ -157,11 +157,6 @@ async def _write_report(
 def _raw_id(raw: str) -> Any:
     value = json.loads(raw)
     return value.get("id") if isinstance(value, dict) else None
-
-
-def _size(value: str) -> int:
-    parsed = json.loads(value)
-    return len(parsed) if isinstance(parsed, list | dict) else 1
 
 
 async def _connect(url: str, within: float, say: Callable[[str], None]) -> asyncpg.Connection:

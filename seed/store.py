@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from api import patients
-from api.store import ADVANCE_ID_SEQUENCE, DATA_COLUMNS, IMPORT_LOCK_KEY
+from api.store import DATA_COLUMNS, IMPORT_LOCK_KEY
 
 # Session settings for the import's transaction: sorts and hashes of a million staged rows in
 # memory rather than in temporary files; the staging table in local buffers (set before the
@@ -104,7 +104,8 @@ APPLY = (
     f"""UPDATE patients AS p SET ({", ".join(DATA_COLUMNS)}) =
         ({", ".join(f"s.{column}" for column in DATA_COLUMNS)})
     FROM import_staging AS s WHERE s.bucket = 'updated' AND p.id = s.target_id""",
-    # New ids come after every stored id and every id this import brings.
+    # New ids come after every stored id and every id this import brings, so after the INSERT
+    # the sequence is past every id in the table.
     """SELECT setval(s.seq, m.high)
     FROM (SELECT pg_get_serial_sequence('patients', 'id')::regclass AS seq) AS s,
     LATERAL (SELECT GREATEST(
@@ -116,7 +117,6 @@ APPLY = (
     SELECT coalesce(s.id, nextval(pg_get_serial_sequence('patients', 'id'))),
            {", ".join(f"s.{column}" for column in DATA_COLUMNS)}
     FROM import_staging AS s WHERE s.bucket IS NULL ORDER BY s.position""",
-    ADVANCE_ID_SEQUENCE,
 )
 
 
