@@ -6,9 +6,9 @@ it, and each layer costs a coroutine and a wrapped `send` per request."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Collection
 
 from starlette.datastructures import Headers
@@ -181,7 +181,7 @@ def _request_id_and_origin(scope: Scope) -> tuple[str, str | None]:
                 request_id = candidate
         elif name == b"origin" and origin is None:
             origin = value.decode("latin-1")
-    return request_id or uuid.uuid4().hex, origin
+    return request_id or os.urandom(16).hex(), origin  # 128 random bits, like a uuid4
 
 
 def _with_vary(headers: list[tuple[bytes, bytes]], vary: bytes) -> list[tuple[bytes, bytes]]:

@@ -248,6 +248,11 @@ class _BoundedPool:
         self._within = within
 
     def acquire(self) -> Any:
+        # Only waiting for a free connection needs the bound. asyncpg arms a timer for every
+        # acquisition with a timeout (~6% of a GET by id's CPU), so when a connected idle
+        # connection is there (handed out at once, without suspending), none is armed.
+        if self._pool.get_idle_size():
+            return self._pool.acquire()
         return self._pool.acquire(timeout=self._within)
 
     def __getattr__(self, name: str) -> Any:

@@ -28,7 +28,10 @@ def test_a_saturated_pool_fails_fast_instead_of_hanging(migrated_database_url: s
         try:
             with pytest.raises(TimeoutError):
                 await db.fetch_val("SELECT 1")
-            return time.monotonic() - started
+            waited = time.monotonic() - started
+            with pytest.raises(TimeoutError):  # GET by id takes its connection straight
+                await store.fetch_patient(db, 1)
+            return waited
         finally:
             release.set()
             await holder
