@@ -33,18 +33,19 @@ LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 @dataclasses.dataclass(frozen=True)
 class Statement:
+    """SQL with asyncpg's positional placeholders ($1, $2, ...) and their values, in order."""
+
     sql: str
-    params: dict[str, Any]
+    params: list[Any]
 
 
 class _Params:
     def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
+        self.values: list[Any] = []
 
     def bind(self, value: Any) -> str:
-        name = f"p{len(self.values)}"
-        self.values[name] = value
-        return f":{name}"
+        self.values.append(value)
+        return f"${len(self.values)}"
 
 
 @dataclasses.dataclass(frozen=True)

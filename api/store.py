@@ -139,19 +139,26 @@ async def list_patients(db: Database, listing: query.ListQuery) -> tuple[bytes, 
         total = await _count(db, listing) if window.needs_total else None
         offset, limit = window.bounds(total if total is not None else patients.MAX_ID)
     statement = sqlquery.list_statement(listing, offset, limit)
-    row = await _guarded(db.fetch_one(statement.sql, statement.params))
+    row = await _guarded(_read(db, statement.sql, *statement.params))
     assert row is not None
     return row[0], row[1]
 
 
 async def fetch_patient(db: Database, patient_id: int) -> str | None:
-    """The record's JSON text, or None. The hottest query of the service, so it goes straight to
-    asyncpg (a prepared statement, no SQLAlchemy compile per call) on a connection of the pool
-    that `databases` manages, acquired with the same bound as every other query."""
+    """The record's JSON text, or None."""
+    row = await _read(db, FETCH_PATIENT, patient_id)
+    return None if row is None else row[0]
+
+
+async def _read(db: Database, sql: str, *params: Any) -> asyncpg.Record | None:
+    """One row of a read-only statement with positional parameters. Reads are the hot path,
+    so they go straight to asyncpg (a prepared statement, no SQLAlchemy compile per call, ~10%
+    of a list request's CPU) on a connection of the pool that `databases` manages, acquired
+    with the same bound as every other query. Writes keep going through `databases`."""
     pool: _BoundedPool = db._backend._pool  # see connect()
     async with pool.acquire() as connection:
-        value: str | None = await connection.fetchval(FETCH_PATIENT, patient_id)
-    return value
+        row: asyncpg.Record | None = await connection.fetchrow(sql, *params)
+    return row
 
 
 async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
@@ -221,7 +228,9 @@ async def _locked(db: Database, patient_id: int) -> str | None:
 
 async def _count(db: Database, listing: query.ListQuery) -> int:
     statement = sqlquery.count_statement(listing)
-    total: int = await _guarded(db.fetch_val(statement.sql, statement.params))
+    row = await _guarded(_read(db, statement.sql, *statement.params))
+    assert row is not None
+    total: int = row[0]
     return total
 
 

@@ -798,15 +798,6 @@ def run_size(
 
 # --- EXPLAIN ------------------------------------------------------------------------------------
 
-NAMED_PARAM = re.compile(r"(?<!:):(p\d+)\b")
-
-
-def positional(statement: sqlquery.Statement) -> tuple[str, list[Any]]:
-    """databases' `:p0` placeholders as asyncpg's `$1`."""
-    names = list(statement.params)
-    text = NAMED_PARAM.sub(lambda match: f"${names.index(match.group(1)) + 1}", statement.sql)
-    return text, [statement.params[name] for name in names]
-
 
 def list_statements(size: int) -> dict[str, sqlquery.Statement]:
     """The SQL that api/sqlquery.py generates for each list scenario (the middle page)."""
@@ -829,10 +820,10 @@ async def explain(url: str, size: int) -> None:
     connection = await asyncpg.connect(url)
     try:
         for title, statement in list_statements(size).items():
-            text, args = positional(statement)
-            rows = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {text}", *args)
+            sql = f"EXPLAIN (ANALYZE, BUFFERS) {statement.sql}"
+            rows = await connection.fetch(sql, *statement.params)
             plan = "\n".join(row[0] for row in rows)
-            print(f"\n-- {size:,} patients, {title}:\n{text}\n{plan}", flush=True)
+            print(f"\n-- {size:,} patients, {title}:\n{statement.sql}\n{plan}", flush=True)
     finally:
         await connection.close()
 

@@ -24,15 +24,15 @@ def test_nothing_from_the_query_string_reaches_the_sql_text(query_string: str) -
     for sql in (listed.sql, counted.sql):
         assert "DROP" not in sql
         assert "x'" not in sql
-    assert any(HOSTILE in str(value) for value in listed.params.values()), "it is bound instead"
+    assert any(HOSTILE in str(value) for value in listed.params), "it is bound instead"
 
 
 def test_known_fields_use_their_columns_and_others_a_bound_path() -> None:
     statement = sqlquery.list_statement(query.parse("age=45&insurance.plan=PPO"), None, None)
 
-    assert "p.age = :p0" in statement.sql
-    assert statement.params["p0"] == 45
-    assert ["insurance", "plan"] in statement.params.values()
+    assert "p.age = $1" in statement.sql
+    assert statement.params[0] == 45
+    assert ["insurance", "plan"] in statement.params
 
 
 @pytest.mark.parametrize(
