@@ -114,6 +114,8 @@ def _keep(collections: dict[str, str], sizes: dict[str, int]) -> Callable[[str, 
 def _prepare(entry: reader.Entry, today: datetime.date) -> tuple[Any, ...]:
     """The staging tuple for one entry: validated by the API's own rules, or refused."""
     raw = entry.raw
+    if isinstance(entry.value, reader.Unreadable):
+        return refused(entry.position, raw, entry.value.reason)
     if not isinstance(entry.value, dict):
         return refused(entry.position, raw, "not a JSON object")
     if len(raw) * 4 > MAX_RECORD_BYTES and len(raw.encode()) > MAX_RECORD_BYTES:
@@ -155,8 +157,16 @@ async def _write_report(
 
 
 def _raw_id(raw: str) -> Any:
-    value = json.loads(raw)
+    value = json.loads(raw, parse_int=_whole_number)
     return value.get("id") if isinstance(value, dict) else None
+
+
+def _whole_number(text: str) -> int | str:
+    """An integer of a rejected record, or its digits when it is too long for int()."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 async def _connect(url: str, within: float, say: Callable[[str], None]) -> asyncpg.Connection:

@@ -15,6 +15,7 @@ import codecs
 import dataclasses
 import json
 import pathlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -32,9 +33,17 @@ class DbJsonError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """A well-formed JSON value that Python cannot hold: its record is refused for `reason`, and
+    only that record (the file goes on)."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Entry:
     position: int  # index in the `patients` array
-    value: Any
+    value: Any  # Unreadable when it holds a number past Python's integer limit
     raw: str  # the entry's text exactly as the file has it
 
 
@@ -69,7 +78,7 @@ def entries(
         raise DbJsonError(f"{path} is not UTF-8 text") from None
     except (json.JSONDecodeError, _NotJson) as error:
         raise DbJsonError(f"{path} is not valid JSON: {error}") from None
-    except ValueError as error:  # e.g. an integer past Python's 4300-digit conversion limit
+    except ValueError as error:  # any other value the decoder refuses
         raise DbJsonError(f"{path} is not valid JSON: {error}") from None
 
 
@@ -90,7 +99,10 @@ def read(
             text.expect(",")
         key = text.key()
         if key != COLLECTION:
-            other(key, text.value()[0])
+            value = text.value()[0]
+            if isinstance(value, Unreadable):
+                raise DbJsonError(f'the "{key}" collection cannot be kept: {value.reason}')
+            other(key, value)
         elif text.peek() != "[":
             raise DbJsonError('"patients" must be an array')
         else:
@@ -114,6 +126,21 @@ def _refuse_constant(name: str) -> Any:
 
 
 DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# Reads a value that DECODER could not turn into Python (an integer past the digit limit of
+# int()), only to find where it ends: its integers stay text, so the value is never used.
+MEASURER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=str)
+
+
+def _decode(text: str, at: int) -> tuple[Any, int]:
+    try:
+        return DECODER.raw_decode(text, at)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer longer than int() converts: valid JSON, the record refused
+        _, end = MEASURER.raw_decode(text, at)
+        limit = sys.get_int_max_str_digits()
+        reason = f"a number has more than {limit} digits, more than the importer can read"
+        return Unreadable(reason), end
 
 
 class _Window:
@@ -175,7 +202,7 @@ class _Window:
         self.peek()
         while True:
             try:
-                value, end = DECODER.raw_decode(self.text, self.at)
+                value, end = _decode(self.text, self.at)
             except json.JSONDecodeError as error:
                 if self._maybe_cut(error) and self._more():
                     continue

@@ -88,6 +88,27 @@ def test_every_record_of_a_messy_file_lands_in_exactly_one_bucket(
     assert [row["patient_id"] for row in stored(migrated_database_url)] == IMPORTED
 
 
+def test_a_number_python_cannot_hold_rejects_only_its_record_and_keeps_it_verbatim(
+    migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    huge = "7" * (sys.get_int_max_str_digits() + 1)
+    record = '{"id": 2, "patientID": "M002", "name": "Huge", "age": ' + huge + "}"
+    path = tmp_path / "db.json"
+    path.write_text(
+        '{"patients": [' + json.dumps({"id": 1, **VALID}) + ", " + record + "]}", "utf-8"
+    )
+
+    report = report_of(migrated_database_url, path, tmp_path)
+
+    assert report["counts"] == {"inserted": 1, "updated": 0, "unchanged": 0, "rejected": 1}
+    [line] = report["records"]
+    assert (line["position"], line["id"], line["bucket"]) == (1, 2, "rejected")
+    assert "digits" in line["reason"]
+    kept = query(migrated_database_url, "SELECT record FROM import_rejects")
+    assert [row["record"] for row in kept] == [record]
+    assert [row["patient_id"] for row in stored(migrated_database_url)] == ["M001"]
+
+
 def test_rejects_and_other_collections_are_kept_verbatim(
     migrated_database_url: str, tmp_path: pathlib.Path
 ) -> None:

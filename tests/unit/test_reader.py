@@ -1,5 +1,6 @@
 import io
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -81,3 +82,25 @@ def test_positions_go_on_when_patients_comes_twice() -> None:
     found, _ = read_all('{"patients": [1, 2], "patients": [3]}', 2)
 
     assert [(entry.position, entry.value) for entry in found] == [(0, 1), (1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 1000, reader.CHUNK_BYTES])
+def test_a_number_past_pythons_integer_limit_refuses_only_its_record(chunk_bytes: int) -> None:
+    huge = "9" * (sys.get_int_max_str_digits() + 1)
+    record = '{"id": 2, "weight": -' + huge + "}"
+    text = '{"patients": [{"id": 1}, ' + record + ', {"id": 3}, ' + huge + "]}"
+
+    found, _ = read_all(text, chunk_bytes)
+
+    assert [entry.value for entry in found[::2]] == [{"id": 1}, {"id": 3}]
+    for entry in found[1::2]:
+        assert isinstance(entry.value, reader.Unreadable)
+        assert f"more than {sys.get_int_max_str_digits()} digits" in entry.value.reason
+    assert [entry.raw for entry in found[1::2]] == [record, huge]
+
+
+def test_a_number_past_the_limit_in_another_collection_stops_the_import() -> None:
+    text = '{"totals": [' + "1" * (sys.get_int_max_str_digits() + 1) + '], "patients": []}'
+
+    with pytest.raises(reader.DbJsonError, match='"totals" collection cannot be kept'):
+        read_all(text, 64)
