@@ -1,3 +1,4 @@
+import dataclasses
 import datetime
 from typing import Any
 
@@ -120,6 +121,20 @@ def test_to_row_names_the_bad_field(overrides: dict[str, Any], field: str, messa
         patients.to_row(make_record(**overrides), today=TODAY)
     assert list(raised.value.field_errors) == [field]
     assert message in raised.value.field_errors[field]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="every typed field"),
+        pytest.param({"id": 0, "age": None, "gender": None}, id="an assigned id and nulls"),
+        pytest.param({"insurance": {"plan": "PPO"}, "lastVisit": "2024-06-02"}, id="extra"),
+    ],
+)
+def test_to_fields_are_the_fields_of_to_row_in_order(overrides: dict[str, Any]) -> None:
+    record = make_record(**overrides)
+    fields = patients.to_fields(record, today=TODAY)
+    assert fields == dataclasses.astuple(patients.to_row(record, today=TODAY))
 
 
 def test_to_row_reports_every_error_at_once() -> None:
