@@ -37,6 +37,9 @@ DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 UNSTORABLE_MESSAGE = "must not contain NUL characters or unpaired surrogates"
+# Every character either pattern matches is a control or a surrogate, which str.isprintable()
+# rejects, so a printable string (nearly every value) skips the searches: isprintable is a
+# C loop, ~5x cheaper than a regular expression search on a short string.
 NOT_FINITE_MESSAGE = "must be a finite number"
 SCALARS = frozenset((str, int, float, bool, type(None)))
 CONTAINERS = frozenset((dict, list))
@@ -174,7 +177,7 @@ def _text_check(key: str) -> Callable[[Any, datetime.date | None], Any]:
             return Problem("must be a string")
         if len(value) > limit:
             return Problem(f"must be at most {limit} characters")
-        if CONTROL.search(value):
+        if not value.isprintable() and CONTROL.search(value):
             return Problem("must not contain control characters")
         if value and not value.strip():
             return Problem("must not be only whitespace")
@@ -207,11 +210,11 @@ def _storable(key: Any, value: Any) -> str | None:
     kind = type(value)
     if type(key) is not str or kind in CONTAINERS or kind not in SCALARS:
         return _storable_tree(key, value)
-    if kind is str and UNSTORABLE.search(value):
+    if kind is str and not value.isprintable() and UNSTORABLE.search(value):
         return UNSTORABLE_MESSAGE
     if kind is float and not math.isfinite(value):
         return NOT_FINITE_MESSAGE
-    if key not in COLUMNS and UNSTORABLE.search(key):
+    if key not in COLUMNS and not key.isprintable() and UNSTORABLE.search(key):
         return UNSTORABLE_MESSAGE
     return None
 

@@ -170,3 +170,10 @@ UNSTORABLE_SCALARS = st.one_of(
 @given(key=st.text(st.sampled_from(["k", "\x00", "\udfff"]), max_size=2), value=UNSTORABLE_SCALARS)
 def test_the_scalar_shortcut_of_storable_answers_as_the_walk_does(key: str, value: Any) -> None:
     assert patients._storable(key, value) == patients._storable_tree(key, value)
+
+
+def test_no_printable_character_is_unstorable_or_a_control() -> None:
+    # to_row skips the pattern searches for a printable string
+    printable = "".join(filter(str.isprintable, map(chr, range(0x110000))))
+    assert patients.UNSTORABLE.search(printable) is None
+    assert patients.CONTROL.search(printable) is None
