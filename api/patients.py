@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # wire key -> column, in the order records are written back out.
@@ -37,6 +37,9 @@ DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 UNSTORABLE_MESSAGE = "must not contain NUL characters or unpaired surrogates"
+# Every character either pattern matches is a control or a surrogate, which str.isprintable()
+# rejects, so a printable string (nearly every value) skips the searches: isprintable is a
+# C loop, ~5x cheaper than a regular expression search on a short string.
 NOT_FINITE_MESSAGE = "must be a finite number"
 SCALARS = frozenset((str, int, float, bool, type(None)))
 CONTAINERS = frozenset((dict, list))
@@ -71,6 +74,15 @@ def to_row(record: Mapping[str, Any], today: datetime.date | None = None) -> Pat
     Every problem is reported at once. json-server treats a falsy id (`0`, `null`, `false`, `""`)
     as "assign one", so do we. `today` bounds lastVisit (default: the current UTC date).
     """
+    return PatientRow(*to_fields(record, today))
+
+
+def to_fields(record: Mapping[str, Any], today: datetime.date | None = None) -> tuple[Any, ...]:
+    """`to_row`'s fields as a plain tuple, in PatientRow's order, for the importer's hot loop.
+
+    {"id": 1, "patientID": "P1", "name": "Ada", "x": 2} -> (1, "P1", "Ada", None, None, None,
+    None, {"x": 2}). Building the frozen dataclass costs ~4 us, a fifth of a record's validation.
+    """
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -79,24 +91,35 @@ def to_row(record: Mapping[str, Any], today: datetime.date | None = None) -> Pat
         if key == "id":
             continue
         problem = _storable(key, value)
+        check = CHECKS.get(key)
         if problem:
             errors[key] = problem
-        elif key not in COLUMNS:
+        elif check is None:
             extra[key] = value
         elif value is None and key not in REQUIRED:
             extra[key] = None
         else:
-            checked = _check(key, value, today)
-            if isinstance(checked, Problem):
+            checked = check(value, today)
+            if type(checked) is Problem:
                 errors[key] = checked.message
             else:
-                values[COLUMNS[key]] = checked
+                values[key] = checked
     for key in REQUIRED:
         if key not in record:
             errors.setdefault(key, "is required")
     if errors:
         raise InvalidPatient(errors)
-    return PatientRow(id=record_id, extra=extra, **values)
+    get = values.get
+    return (
+        record_id,
+        values["patientID"],
+        values["name"],
+        get("age"),
+        get("gender"),
+        get("medicalCondition"),
+        get("lastVisit"),
+        extra,
+    )
 
 
 def replacement(body: Mapping[str, Any]) -> PatientRow:
@@ -124,44 +147,60 @@ class Problem:
     message: str
 
 
-def _check(key: str, value: Any, today: datetime.date | None) -> Any:
-    """The column value for a typed field, or the Problem with it."""
-    if key == "age":
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AGE:
-            return value
-        return Problem(f"must be a whole number from 0 to {MAX_AGE} (not a string)")
-    if key == "lastVisit":
-        return _check_visit(value, today)
-    if not isinstance(value, str):
-        return Problem("must be a string")
-    return _check_text(key, value)
+def _check_age(value: Any, today: datetime.date | None) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AGE:
+        return value
+    return Problem(f"must be a whole number from 0 to {MAX_AGE} (not a string)")
 
 
 def _check_visit(value: Any, today: datetime.date | None) -> Any:
     day = parse_date(value)
     if day is None:
         return Problem("must be a date written YYYY-MM-DD")
+    if today is not None and EARLIEST_VISIT <= day <= today:
+        return day  # the common case, without date arithmetic
     latest = (today or datetime.datetime.now(datetime.UTC).date()) + datetime.timedelta(1)
     if not EARLIEST_VISIT <= day <= latest:
         return Problem(f"must be between {EARLIEST_VISIT} and today")
     return day
 
 
-def _check_text(key: str, value: str) -> Any:
+def _text_check(key: str) -> Callable[[Any, datetime.date | None], Any]:
+    """The check of a text field: its value, or the Problem with it."""
     limit = MAX_PATIENT_ID_LENGTH if key == "patientID" else MAX_TEXT_LENGTH
-    if len(value) > limit:
-        return Problem(f"must be at most {limit} characters")
-    if CONTROL.search(value):
-        return Problem("must not contain control characters")
-    if value and not value.strip():
-        return Problem("must not be only whitespace")
-    if key in REQUIRED and not value:
-        return Problem("must not be empty")
-    if key == "patientID" and value != value.strip():
-        return Problem("must not start or end with whitespace")
-    if key == "gender" and value not in GENDERS:
-        return Problem("must be one of " + ", ".join(repr(gender) for gender in GENDERS))
-    return value
+    required = key in REQUIRED
+    strict_ends = key == "patientID"
+    choices = GENDERS if key == "gender" else None
+
+    def check(value: Any, today: datetime.date | None) -> Any:
+        if not isinstance(value, str):
+            return Problem("must be a string")
+        if len(value) > limit:
+            return Problem(f"must be at most {limit} characters")
+        if not value.isprintable() and CONTROL.search(value):
+            return Problem("must not contain control characters")
+        if value and not value.strip():
+            return Problem("must not be only whitespace")
+        if required and not value:
+            return Problem("must not be empty")
+        if strict_ends and value != value.strip():
+            return Problem("must not start or end with whitespace")
+        if choices is not None and value not in choices:
+            return Problem("must be one of " + ", ".join(repr(gender) for gender in choices))
+        return value
+
+    return check
+
+
+# wire key -> the check of its typed column (the same keys as COLUMNS).
+CHECKS: dict[str, Callable[[Any, datetime.date | None], Any]] = {
+    "patientID": _text_check("patientID"),
+    "name": _text_check("name"),
+    "age": _check_age,
+    "gender": _text_check("gender"),
+    "medicalCondition": _text_check("medicalCondition"),
+    "lastVisit": _check_visit,
+}
 
 
 def _storable(key: Any, value: Any) -> str | None:
@@ -171,11 +210,11 @@ def _storable(key: Any, value: Any) -> str | None:
     kind = type(value)
     if type(key) is not str or kind in CONTAINERS or kind not in SCALARS:
         return _storable_tree(key, value)
-    if kind is str and UNSTORABLE.search(value):
+    if kind is str and not value.isprintable() and UNSTORABLE.search(value):
         return UNSTORABLE_MESSAGE
     if kind is float and not math.isfinite(value):
         return NOT_FINITE_MESSAGE
-    if key not in COLUMNS and UNSTORABLE.search(key):
+    if key not in COLUMNS and not key.isprintable() and UNSTORABLE.search(key):
         return UNSTORABLE_MESSAGE
     return None
 

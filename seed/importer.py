@@ -20,7 +20,7 @@ import asyncpg
 
 from api import patients
 from seed import reader
-from seed.store import BUCKET, Import, refused, staged
+from seed.store import BUCKET, Import, refused, staged_fields
 
 PROGRESS_EVERY = 5000  # records between two looks at the clock
 MAX_RECORD_BYTES = 1_048_576  # the API's default body limit
@@ -121,7 +121,7 @@ def _prepare(entry: reader.Entry, today: datetime.date) -> tuple[Any, ...]:
     if len(raw) * 4 > MAX_RECORD_BYTES and len(raw.encode()) > MAX_RECORD_BYTES:
         return refused(entry.position, raw, f"larger than {MAX_RECORD_BYTES} bytes")
     try:
-        return staged(entry.position, patients.to_row(entry.value, today), raw)
+        return staged_fields(entry.position, patients.to_fields(entry.value, today), raw)
     except patients.InvalidPatient as error:
         reason = "; ".join(f"{key}: {text}" for key, text in error.field_errors.items())
         return refused(entry.position, raw, reason)

@@ -319,3 +319,18 @@ def test_a_big_import_into_a_table_with_rows_never_blocks_readers(
 
     assert result.returncode == 0, result.stderr
     assert len(stored(migrated_database_url)) == len(SAMPLE) + store.REBUILD_MIN_ROWS
+
+
+def test_a_big_import_into_an_empty_table_keeps_the_count_and_its_trigger(
+    migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    path = write(tmp_path, many(store.REBUILD_MIN_ROWS, "C"))
+    result = run_module("seed", str(path), database_url=migrated_database_url)
+    assert result.returncode == 0, result.stderr
+
+    kept = "SELECT (SELECT sum(delta) FROM patients_counts) AS kept, count(*) AS counted"
+    assert query(migrated_database_url, kept + " FROM patients") == [
+        {"kept": store.REBUILD_MIN_ROWS, "counted": store.REBUILD_MIN_ROWS}
+    ]
+    trigger = "SELECT tgenabled FROM pg_trigger WHERE tgname = %s"
+    assert query(migrated_database_url, trigger, (store.COUNT_TRIGGER,)) == [{"tgenabled": "O"}]

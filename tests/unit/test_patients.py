@@ -1,3 +1,4 @@
+import dataclasses
 import datetime
 from typing import Any
 
@@ -122,6 +123,20 @@ def test_to_row_names_the_bad_field(overrides: dict[str, Any], field: str, messa
     assert message in raised.value.field_errors[field]
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="every typed field"),
+        pytest.param({"id": 0, "age": None, "gender": None}, id="an assigned id and nulls"),
+        pytest.param({"insurance": {"plan": "PPO"}, "lastVisit": "2024-06-02"}, id="extra"),
+    ],
+)
+def test_to_fields_are_the_fields_of_to_row_in_order(overrides: dict[str, Any]) -> None:
+    record = make_record(**overrides)
+    fields = patients.to_fields(record, today=TODAY)
+    assert fields == dataclasses.astuple(patients.to_row(record, today=TODAY))
+
+
 def test_to_row_reports_every_error_at_once() -> None:
     with pytest.raises(patients.InvalidPatient) as raised:
         patients.to_row({"age": "old", "lastVisit": "soon"})
@@ -155,3 +170,10 @@ UNSTORABLE_SCALARS = st.one_of(
 @given(key=st.text(st.sampled_from(["k", "\x00", "\udfff"]), max_size=2), value=UNSTORABLE_SCALARS)
 def test_the_scalar_shortcut_of_storable_answers_as_the_walk_does(key: str, value: Any) -> None:
     assert patients._storable(key, value) == patients._storable_tree(key, value)
+
+
+def test_no_printable_character_is_unstorable_or_a_control() -> None:
+    # to_row skips the pattern searches for a printable string
+    printable = "".join(filter(str.isprintable, map(chr, range(0x110000))))
+    assert patients.UNSTORABLE.search(printable) is None
+    assert patients.CONTROL.search(printable) is None
