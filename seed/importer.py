@@ -8,21 +8,24 @@ reports, and rolls back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
 import pathlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import asyncpg
 
 from api import patients
-from seed import reader
+from seed import reader, store
 from seed.store import BUCKET, Import, refused, staged_fields
 
 PROGRESS_EVERY = 5000  # records between two looks at the clock
+# Records between two chances for the chunk being applied to send its next statement (~10 ms).
+YIELD_EVERY = 500
 MAX_RECORD_BYTES = 1_048_576  # the API's default body limit
 BUCKETS = ("inserted", "updated", "unchanged", "rejected")
 PROGRESS_INTERVAL_SECONDS = 5.0
@@ -77,21 +80,31 @@ async def _import(
     # lastVisit may be at most tomorrow as of the day the import started.
     today = datetime.datetime.now(datetime.UTC).date()
 
-    async def staged_records() -> AsyncIterator[tuple[Any, ...]]:
-        # One COPY for the whole file: PostgreSQL stores a chunk while the next one is parsed.
-        nonlocal read, valid
+    stager = _Stager(job)
+    try:
         for entry in reader.entries(options.path, _keep(collections, sizes), meter.progress):
             record = _prepare(entry, today)
-            yield record
+            stager.chunk.append(record)
             read += 1
             valid += record[BUCKET] is None
-            if read % PROGRESS_EVERY == 0:
-                meter.tick(read)
-
-    await job.stage(staged_records())
+            if read % YIELD_EVERY == 0:
+                if read % PROGRESS_EVERY == 0:
+                    meter.tick(read)
+                if len(stager.chunk) >= store.CHUNK_ROWS:
+                    await stager.flush(valid)
+                elif stager.applying is not None:
+                    await asyncio.sleep(0)  # the chunk being applied sends its next statement
+        await stager.flush(valid)
+        await stager.wait()
+    except BaseException:
+        await stager.abandon()
+        raise
     meter.finish(read)
     started = time.monotonic()
-    counts = dict.fromkeys(BUCKETS, 0) | await job.classify_and_apply(options.upsert, valid)
+    applied = await (
+        job.finish_rebuild() if job.rebuilding else job.classify_and_apply(options.upsert, valid)
+    )
+    counts = dict.fromkeys(BUCKETS, 0) | applied
     say(f"sorted into buckets and applied in {time.monotonic() - started:.1f} s")
     run_id = None
     if not options.dry_run:
@@ -101,6 +114,48 @@ async def _import(
     if options.report:
         await _write_report(job, options, counts, sizes, read)
     return Summary(counts, sizes, run_id, read)
+
+
+class _Stager:
+    """COPYs the records to the staging table chunk by chunk. Once a rebuild has started
+    (enough valid rows, an empty table), each chunk is then sorted and inserted by PostgreSQL
+    in a task, while the importer parses the next chunk."""
+
+    def __init__(self, job: Import) -> None:
+        self.job = job
+        self.chunk: list[tuple[Any, ...]] = []
+        self.applying: asyncio.Task[None] | None = None
+        self.tried = False  # start_rebuild is asked once
+        self.unapplied: int | None = None  # the least position staged and not yet applied
+
+    async def flush(self, valid: int) -> None:
+        """Stage the chunk (after the previous one is applied); apply it in a rebuild."""
+        await self.wait()
+        if not self.chunk:
+            return
+        chunk, self.chunk = self.chunk, []
+        await self.job.stage(chunk)
+        if self.unapplied is None:
+            self.unapplied = chunk[0][0]
+        if not self.tried and valid >= store.REBUILD_MIN_ROWS:
+            self.tried = True
+            await self.job.start_rebuild()
+        if self.job.rebuilding:
+            self.applying = asyncio.create_task(self.job.apply_chunk(self.unapplied))
+            self.unapplied = None
+            await asyncio.sleep(0)  # it sends its first statement before parsing goes on
+
+    async def wait(self) -> None:
+        if self.applying is not None:
+            applying, self.applying = self.applying, None
+            await applying
+
+    async def abandon(self) -> None:
+        """On failure: stop the chunk being applied, so the connection can roll back."""
+        if self.applying is not None:
+            self.applying.cancel()
+            with contextlib.suppress(BaseException):
+                await self.applying
 
 
 def _keep(collections: dict[str, str], sizes: dict[str, int]) -> Callable[[str, Any], None]:
