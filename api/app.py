@@ -31,11 +31,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app. Without `settings` it reads the environment (for `uvicorn --factory`)."""
     settings = settings or Settings.from_environ(os.environ)
     logs.configure(settings.log_level)
+    reader = handlers.PatientReader()  # routed, and reached first through ItemReads
     app = Starlette(
         # The router tries routes in order: the hottest come first (paths do not overlap, so
         # the order changes nothing else).
         routes=[
-            Route("/patients/{id}", handlers.PatientReader(), methods=["GET"], name="patient"),
+            Route("/patients/{id}", reader, methods=["GET"], name="patient"),
             Route("/patients", handlers.list_patients, methods=["GET"]),
             Route("/patients", handlers.create_patient, methods=["POST"]),
             Route("/patients/{id}", handlers.replace_patient, methods=["PUT"]),
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 failure_response=_failure_response,
             ),
             Middleware(middleware.GZipWhenAskedMiddleware, minimum_size=GZIP_MINIMUM_BYTES),
+            Middleware(middleware.ItemReads, endpoint=reader),
         ],
         exception_handlers={
             ApiError: _api_error,

@@ -109,3 +109,28 @@ def test_big_answers_are_gzipped_when_asked(seeded_client: TestClient) -> None:
     assert response.headers["content-encoding"] == "gzip"
     assert response.json() == SAMPLE
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_reads_of_one_record_keep_gzip_head_urls_and_errors(client: TestClient) -> None:
+    """GET and HEAD of one record skip Starlette's router (middleware.ItemReads): compression,
+    HEAD, json-server's URL tolerance and the JSON 404 must still be the app's."""
+    created = client.post("/patients", json=make_patient(notes="x" * 2000)).json()
+    path = f"/patients/{created['id']}"
+
+    zipped = client.get(path, headers={"accept-encoding": "gzip"})
+    plain = client.get(path, headers={"accept-encoding": "identity"})
+    head = client.head(path, headers={"accept-encoding": "identity"})
+    tolerant = client.get(f"/PATIENTS/{created['id']}/", headers={"accept-encoding": "identity"})
+    missing = client.get("/patients/999999", headers={"accept-encoding": "identity"})
+
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.json() == plain.json() == tolerant.json() == created
+    assert "content-encoding" not in plain.headers
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == plain.headers["etag"]
+    assert head.headers["content-length"] == plain.headers["content-length"]
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "NOT_FOUND"
+    assert missing.headers["x-request-id"]
+    assert missing.headers["cache-control"] == "no-store"
