@@ -16,10 +16,10 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import logs
 from api.responses import ApiError, error_response
 
 LOG = logging.getLogger(__name__)
-ACCESS = logging.getLogger("api.access")
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 # Any answer may be compressed for a client that asks, so every answer varies on that header;
@@ -126,18 +126,12 @@ class EdgeMiddleware:
                     failure = self.failure_response(error, request_id)
                     await failure(scope, receive, respond)
         finally:
-            ACCESS.info(
-                "%s %s %d",
+            logs.access(
                 scope["method"],
                 scope["path"],
                 status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started_at) * 1000, 2),
-                    "request_id": request_id,
-                },
+                round((time.perf_counter() - started_at) * 1000, 2),
+                request_id,
             )
 
     def _allow(self, origin: str) -> list[tuple[bytes, bytes]]:

@@ -4,7 +4,10 @@ import logging
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from api import logs
 from api.logs import JsonFormatter
 
 
@@ -83,3 +86,63 @@ def test_an_exception_is_logged_with_its_traceback() -> None:
     assert list(logged)[-1] == "exception"
     assert "ValueError: boom" in logged["exception"]
     assert "Traceback" in logged["exception"]
+
+
+def access_record(
+    method: str, path: str, status: int, duration_ms: float, request_id: str
+) -> logs.AccessRecord:
+    record = logs.AccessRecord(
+        "api.access", logging.INFO, "", 0, logs.ACCESS_MESSAGE, (method, path, status), None
+    )
+    for name, value in zip(
+        logs.ACCESS_FIELDS, (method, path, status, duration_ms, request_id), strict=True
+    ):
+        setattr(record, name, value)
+    return record
+
+
+@given(
+    method=st.text(),
+    path=st.text(),  # anything a client sends: quotes, backslashes, controls, surrogates
+    status=st.integers(100, 599),
+    duration_ms=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    request_id=st.text(),
+    created=st.floats(0, 4e9),
+)
+def test_an_access_line_is_the_generic_line_character_for_character(
+    *, method: str, path: str, status: int, duration_ms: float, request_id: str, created: float
+) -> None:
+    record = access_record(method, path, status, duration_ms, request_id)
+    record.created = created
+    formatter = JsonFormatter()
+
+    line = formatter.format(record)
+
+    assert line == formatter.format_any(record)
+    assert json.loads(line)["path"] == path
+
+
+def test_access_logs_the_line_the_generic_call_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("INFO")
+    logs.access("GET", '/patients/"1"\\n\x07é', 200, 1.5, "abc")
+    fields = {
+        "method": "GET",
+        "path": '/patients/"1"\\n\x07é',
+        "status": 200,
+        "duration_ms": 1.5,
+        "request_id": "abc",
+    }
+    logs.ACCESS.info(logs.ACCESS_MESSAGE, "GET", fields["path"], 200, extra=fields)
+
+    fast, generic = capsys.readouterr().err.splitlines()
+    assert json.loads(fast) | {"time": None} == json.loads(generic) | {"time": None}
+    assert fast[fast.index('"level"') :] == generic[generic.index('"level"') :]
+
+
+def test_access_lines_follow_the_level(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("WARNING")
+    logs.access("GET", "/patients/1", 200, 1.0, "abc")
+    assert capsys.readouterr().err == ""
+    logs.configure("INFO")
+    logs.access("GET", "/patients/1", 200, 1.0, "abc")
+    assert json.loads(capsys.readouterr().err)["message"] == "GET /patients/1 200"
