@@ -74,12 +74,9 @@ class SequenceMaker:
         self.random = random.Random(seed)  # noqa: S311 - test data, reproducible on purpose
         self.reads = queries.QueryMaker(seed, records)
         self.records = records
-        self.values: dict[str, list[Any]] = {}
-        for record in records:
-            for key, value in record.items():
-                if key not in ("id", "patientID"):
-                    self.values.setdefault(key, []).append(value)
-        self.extras = sorted(set(self.values) - {"name", *CORE_FIELDS})
+        self.values = self.reads.values  # every path's fixture values, top-level keys among them
+        keys = {key for record in records for key in record}
+        self.extras = sorted(keys - {"id", "patientID", "name", *CORE_FIELDS})
         self.fresh = 0
 
     def sequence(self, number: int) -> list[Call]:
@@ -104,9 +101,12 @@ class SequenceMaker:
             return self.missing(model, kind), None
         if kind == "post":
             return self.post(model, number)
-        target = self.random.choice(sorted(model.patient_ids))
+        highest = model.highest()
+        # Never the highest id for DELETE: json-server would hand it out again (IDS_NEVER_REUSED).
+        target = self.random.choice(
+            [i for i in sorted(model.patient_ids) if kind != "delete" or i != highest]
+        )
         if kind == "delete":
-            target = self.random.choice([i for i in model.patient_ids if i != model.highest()])
             del model.patient_ids[target]
             return Call("DELETE", f"/patients/{target}"), target
         if kind == "put":
