@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
+from databases import Database
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,12 +17,20 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api import handlers, logs, middleware, openapi, patients, query, store
+from api import auth, handlers, keys, logs, middleware, openapi, patients, query, store, users
 from api.responses import ApiError, error_response
 from api.settings import Settings
 
 LOG = logging.getLogger(__name__)
-EXPOSED_HEADERS = ("X-Total-Count", "Link", "Location", "X-Request-ID", "ETag")
+EXPOSED_HEADERS = (
+    "X-Total-Count",
+    "Link",
+    "Location",
+    "X-Request-ID",
+    "ETag",
+    "WWW-Authenticate",
+    "Retry-After",
+)
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 GZIP_MINIMUM_BYTES = 1000  # json-server compressed bodies of 1 KB and more
 VERSION = "0.1.0"
@@ -32,6 +41,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_environ(os.environ)
     logs.configure(settings.log_level)
     reader = handlers.PatientReader()  # routed, and reached first through ItemReads
+    db = store.open_database(settings)
+    authenticator = _authenticator(settings, db)
+    edge = [
+        Middleware(
+            middleware.EdgeMiddleware,
+            origins=settings.cors_origins,
+            allow_any="*" in settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            expose_headers=EXPOSED_HEADERS,
+            failure_response=_failure_response,
+        )
+    ]
+    if authenticator is not None:
+        edge.append(
+            Middleware(auth.Authenticate, authenticator=authenticator, public=auth.is_public)
+        )
     app = Starlette(
         # The router tries routes in order: the hottest come first (paths do not overlap, so
         # the order changes nothing else).
@@ -43,19 +68,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/patients/{id}", handlers.update_patient, methods=["PATCH"]),
             Route("/patients/{id}", handlers.delete_patient, methods=["DELETE"]),
             Route("/health", handlers.health, methods=["GET"]),
+            Route("/me", handlers.me, methods=["GET"]),
+            Route("/users", handlers.list_users, methods=["GET"]),
+            Route("/users/{id}", handlers.update_user, methods=["PATCH"]),
             Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
             Route("/docs", handlers.docs, methods=["GET"]),
             Mount("/docs/assets", StaticFiles(directory=_swagger_ui_assets())),
         ],
         middleware=[
-            Middleware(
-                middleware.EdgeMiddleware,
-                origins=settings.cors_origins,
-                allow_any="*" in settings.cors_origins,
-                allow_credentials=settings.cors_allow_credentials,
-                expose_headers=EXPOSED_HEADERS,
-                failure_response=_failure_response,
-            ),
+            *edge,
             Middleware(middleware.GZipWhenAskedMiddleware, minimum_size=GZIP_MINIMUM_BYTES),
             Middleware(middleware.ItemReads, endpoint=reader),
         ],
@@ -64,15 +85,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: _http_error,
             patients.InvalidPatient: _invalid_patient,
             query.InvalidQuery: _invalid_query,
+            users.InvalidPage: _invalid_query,
+            users.InvalidUserChange: _invalid_user_change,
             store.DuplicatePatient: _duplicate_patient,
         },
         lifespan=_lifespan,
     )
     app.router.redirect_slashes = False  # json-server answers `/patients/1//` with a 404
     app.state.settings = settings
-    app.state.openapi = openapi.document(VERSION)
-    app.state.db = store.open_database(settings)
+    app.state.openapi = openapi.document(VERSION, signed_in=authenticator is not None)
+    app.state.db = db
+    app.state.authenticator = authenticator
     return app
+
+
+def _authenticator(settings: Settings, db: Database) -> auth.Authenticator | None:
+    """The token edge of AUTH_MODE=entra; None when requests are anonymous."""
+    if settings.entra is None:
+        return None
+    signing_keys = keys.SigningKeys(
+        settings.entra.discovery_url, settings.entra.keys_cooldown_seconds
+    )
+    return auth.Authenticator(settings.entra, db, settings.admin_object_ids, signing_keys)
 
 
 def _swagger_ui_assets() -> str:
@@ -86,9 +120,23 @@ def _swagger_ui_assets() -> str:
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    authenticator: auth.Authenticator | None = app.state.authenticator
     await store.connect(app.state.db, settings.db_timeout_seconds)
-    LOG.info("patient registry API started", extra={"environment": settings.environment})
+    if authenticator is not None:
+        # In the background: the API starts while the identity provider is unreachable.
+        authenticator.keys.refresh_in_background()
+    elif settings.production:
+        LOG.warning(
+            "AUTH_MODE=none in production (ALLOW_ANONYMOUS_ACCESS=true): anyone who can reach "
+            "the API can read and change every patient"
+        )
+    LOG.info(
+        "patient registry API started",
+        extra={"environment": settings.environment, "auth_mode": settings.auth_mode},
+    )
     yield
+    if authenticator is not None:
+        await authenticator.keys.close()
     await store.disconnect(app.state.db, settings.shutdown_timeout_seconds)
 
 
@@ -128,8 +176,13 @@ async def _invalid_patient(request: Request, error: Exception) -> Response:
 
 
 async def _invalid_query(request: Request, error: Exception) -> Response:
-    assert isinstance(error, query.InvalidQuery)
+    assert isinstance(error, (query.InvalidQuery, users.InvalidPage))
     return error_response(ApiError(400, "INVALID_QUERY", str(error)))
+
+
+async def _invalid_user_change(request: Request, error: Exception) -> Response:
+    assert isinstance(error, users.InvalidUserChange)
+    return error_response(ApiError(400, "VALIDATION_ERROR", str(error), error.field_errors))
 
 
 async def _duplicate_patient(request: Request, error: Exception) -> Response:

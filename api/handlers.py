@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from api import patients, query, store
+from api import auth, patients, query, store, users
 from api.responses import ApiError, JSONResponse
 from api.settings import Settings
 
@@ -107,6 +107,7 @@ async def update_patient(request: Request) -> Response:
 
 
 async def delete_patient(request: Request) -> Response:
+    auth.require(request.scope, auth.DELETE)
     if not await store.delete_patient(_db(request), _item_id(request), _if_match(request)):
         raise _not_found()
     return _json("{}")  # json-server answers 200 with an empty object, not 204
@@ -154,6 +155,51 @@ async def health(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
+async def me(request: Request) -> Response:
+    return JSONResponse(auth.caller(request.scope).to_wire())
+
+
+async def list_users(request: Request) -> Response:
+    auth.require(request.scope, auth.ADMINISTER)
+    offset, limit = users.page(request.scope["query_string"].decode("latin-1"))
+    rows, total = await store.list_users(_db(request), offset, limit)
+    body = [users.to_wire(row) for row in rows]
+    return JSONResponse(body, headers={"X-Total-Count": str(total)})
+
+
+async def update_user(request: Request) -> Response:
+    """PATCH /users/{id} `{"isAdmin": bool}`: grant or take away the admin right."""
+    admin = auth.require(request.scope, auth.ADMINISTER)
+    user_id = _canonical_id(request.path_params["id"], _no_such_user)
+    is_admin = users.admin_change(await _json_object(request))
+    current = await store.fetch_user(_db(request), user_id)
+    if current is None:
+        raise _no_such_user()
+    if not is_admin:
+        _check_demotion(request, admin, current)
+    changed = await store.set_admin(_db(request), user_id, is_admin)
+    if changed is None:
+        raise _no_such_user()
+    request.app.state.authenticator.forget(user_id)
+    return JSONResponse(users.to_wire(changed))
+
+
+def _check_demotion(request: Request, admin: auth.Caller, user: dict[str, Any]) -> None:
+    if user["id"] == admin.user_id:
+        raise ApiError(409, "CONFLICT", "An administrator cannot take away their own admin right")
+    settings: Settings = request.app.state.settings
+    if str(user["object_id"]) in settings.admin_object_ids:
+        raise ApiError(
+            409,
+            "CONFLICT",
+            "This user is an administrator through ADMIN_OBJECT_IDS; change it there",
+        )
+
+
+def _no_such_user() -> ApiError:
+    return ApiError(404, "NOT_FOUND", "No user with this id")
+
+
 async def openapi_document(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
 
@@ -178,9 +224,9 @@ def _item_id(request: Request) -> int:
     return _canonical_id(request.path_params["id"])
 
 
-def _canonical_id(raw: str) -> int:
+def _canonical_id(raw: str, not_found: Callable[[], ApiError] | None = None) -> int:
     if not CANONICAL_ID.fullmatch(raw) or int(raw) > patients.MAX_ID:
-        raise _not_found()
+        raise (not_found or _not_found)()
     return int(raw)
 
 

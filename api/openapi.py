@@ -23,16 +23,22 @@ ERROR_CODES = (
     "DATABASE_UNAVAILABLE",
     "HTTP_ERROR",
     "CLIENT_DISCONNECTED",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "IDENTITY_PROVIDER_UNAVAILABLE",
+    "CONFLICT",
 )
 ERRORS = {
     "400": "Malformed JSON, a body that is not an object, an invalid field or query",
-    "404": "No patient with this id",
+    "401": "No valid bearer token (AUTH_MODE=entra); see WWW-Authenticate",
+    "403": "The token lacks the scope or role, or the caller is not an administrator",
+    "404": "No such patient or user",
     "409": "The id or patientID is taken",
     "412": "If-Match does not match the stored record",
     "413": "The body is larger than MAX_BODY_BYTES",
     "415": "The body is not application/json",
     "500": "A bug; the body has a request_id, never internals",
-    "503": "PostgreSQL cannot be reached; retry after Retry-After seconds",
+    "503": "PostgreSQL or the identity provider's keys cannot be reached; retry after Retry-After",
 }
 QUERY_PARAMETERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("q", "Case-insensitive substring over every value, nested ones included", {}),
@@ -45,7 +51,37 @@ QUERY_PARAMETERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 
-def document(version: str) -> dict[str, Any]:
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": (
+        "A Microsoft Entra ID access token for this API (MSAL scope "
+        "`api://<ENTRA_CLIENT_ID>/Patients.ReadWrite`)"
+    ),
+}
+PUBLIC_PATHS = ("/health",)
+
+
+def document(version: str, signed_in: bool = False) -> dict[str, Any]:
+    """The document; with `signed_in` (AUTH_MODE=entra) every operation but /health declares
+    the bearer scheme, so Swagger UI shows its Authorize button."""
+    spec = _document(version)
+    if signed_in:
+        spec["components"]["securitySchemes"] = {"entraBearer": SECURITY_SCHEME}
+        spec["security"] = [{"entraBearer": []}]
+        for path, item in spec["paths"].items():
+            for method, operation in item.items():
+                if method == "parameters":
+                    continue
+                if path in PUBLIC_PATHS:
+                    operation["security"] = []
+                else:
+                    operation["responses"].setdefault("401", _errors("401")["401"])
+    return spec
+
+
+def _document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -73,6 +109,9 @@ def document(version: str) -> dict[str, Any]:
                 "delete": _delete_operation(),
             },
             "/health": {"get": _health_operation()},
+            "/me": {"get": _me_operation()},
+            "/users": {"get": _users_operation()},
+            "/users/{id}": {"parameters": [_id_parameter()], "patch": _user_change_operation()},
         },
         "components": {"schemas": _schemas(), "responses": _error_responses()},
     }
@@ -181,7 +220,7 @@ def _delete_operation() -> dict[str, Any]:
                 "description": "Deleted; the body is an empty object, as json-server's",
                 "content": {JSON: {"schema": {"type": "object", "maxProperties": 0}}},
             },
-            **_errors("404", "412", "500", "503"),
+            **_errors("403", "404", "412", "500", "503"),
         },
     }
 
@@ -198,6 +237,123 @@ def _health_operation() -> dict[str, Any]:
     }
 
 
+def _me_operation() -> dict[str, Any]:
+    return {
+        "operationId": "me",
+        "summary": "The caller: the signed-in user (or, with AUTH_MODE=none, an anonymous one)",
+        "responses": {
+            "200": {"description": "The caller", "content": _json_schema("Caller")},
+            **_errors("401", "403", "503"),
+        },
+    }
+
+
+def _users_operation() -> dict[str, Any]:
+    page = [
+        ("_page", "1-based page (default 1)"),
+        ("_limit", "Page size, 1-500 (default 50)"),
+    ]
+    return {
+        "operationId": "listUsers",
+        "summary": "Everyone who signed in, in id order (administrators only)",
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": text,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+            for name, text in page
+        ],
+        "responses": {
+            "200": {
+                "description": "One page of users",
+                "headers": {
+                    "X-Total-Count": {"description": "All users", "schema": {"type": "string"}}
+                },
+                "content": {JSON: {"schema": {"type": "array", "items": _ref("User")}}},
+            },
+            **_errors("400", "401", "403", "503"),
+        },
+    }
+
+
+def _user_change_operation() -> dict[str, Any]:
+    return {
+        "operationId": "updateUser",
+        "summary": "Grant or take away the admin right (administrators only)",
+        "requestBody": {"required": True, "content": _json_schema("UserChange")},
+        "responses": {
+            "200": {"description": "The user as stored now", "content": _json_schema("User")},
+            "409": {
+                "description": "Your own admin right, or one given by ADMIN_OBJECT_IDS",
+                "content": _json_schema("Error"),
+            },
+            **_errors("400", "401", "403", "404", "415", "503"),
+        },
+    }
+
+
+def _json_schema(name: str) -> dict[str, Any]:
+    return {JSON: {"schema": _ref(name)}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _user_schemas() -> dict[str, Any]:
+    text = {"type": ["string", "null"]}
+    guid = {"type": "string", "format": "uuid"}
+    moment = {"type": "string", "format": "date-time"}
+    return {
+        "User": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "tenantId": guid,
+                "objectId": guid,
+                "email": text,
+                "displayName": text,
+                "isAdmin": {"type": "boolean"},
+                "createdAt": moment,
+                "updatedAt": moment,
+                "lastSeenAt": moment,
+            },
+        },
+        "UserChange": {
+            "type": "object",
+            "required": ["isAdmin"],
+            "properties": {"isAdmin": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+        "Caller": {
+            "type": "object",
+            "properties": {
+                "id": {"type": ["integer", "null"]},
+                "tenantId": {"type": ["string", "null"]},
+                "objectId": {"type": ["string", "null"]},
+                "email": text,
+                "displayName": text,
+                "isAdmin": {"type": "boolean"},
+                "anonymous": {"type": "boolean"},
+                "permissions": {
+                    "type": "array",
+                    "items": {
+                        "enum": [
+                            "patients:read",
+                            "patients:write",
+                            "patients:delete",
+                            "users:admin",
+                        ]
+                    },
+                },
+            },
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     text = {"type": ["string", "null"], "maxLength": patients.MAX_TEXT_LENGTH}
     fields: dict[str, Any] = {
@@ -210,6 +366,7 @@ def _schemas() -> dict[str, Any]:
     }
     identifier = {"type": "integer", "minimum": 1, "maximum": patients.MAX_ID}
     return {
+        **_user_schemas(),
         "Patient": {
             "type": "object",
             "required": ["id", *patients.REQUIRED],

@@ -28,8 +28,10 @@ class ApiError(Exception):
         error_code: str,
         detail: str,
         field_errors: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.headers = dict(headers or {})
         self.status_code = status_code
         self.error_code = error_code
         self.detail = detail
@@ -45,4 +47,6 @@ def error_response(
         body["field_errors"] = error.field_errors
     if request_id:
         body["request_id"] = request_id
-    return JSONResponse(body, status_code=error.status_code, headers=headers)
+    return JSONResponse(
+        body, status_code=error.status_code, headers={**error.headers, **(headers or {})}
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 from collections.abc import Mapping
 
@@ -13,6 +14,12 @@ PLACEHOLDER_PASSWORDS = frozenset(
     {"", "changeme", "change-me", "password", "postgres", "secret", "registry-local-dev"}
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+AUTH_MODES = ("none", "entra")
+ENTRA_PUBLIC_CLOUD = "https://login.microsoftonline.com"
+ENTRA_V1_ISSUER_HOST = "https://sts.windows.net"
+# Tenant names Entra accepts in place of a tenant id for discovery (multi-tenant apps).
+MULTI_TENANT_NAMES = ("common", "organizations")
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class SettingsError(ValueError):
@@ -33,10 +40,15 @@ class Settings:
     shutdown_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_048_576
     db_wait_seconds: float = 60.0
+    auth_mode: str = "none"
+    allow_anonymous_access: bool = False
+    entra: EntraSettings | None = None
+    admin_object_ids: frozenset[str] = frozenset()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         get = environ.get
+        auth_mode = _choice("AUTH_MODE", get("AUTH_MODE", "none").strip().lower(), AUTH_MODES)
         settings = cls(
             database_url=normalize_database_url(get("DATABASE_URL", DEFAULT_DATABASE_URL)),
             environment=_choice("APP_ENV", get("APP_ENV", "development"), ENVIRONMENTS),
@@ -53,6 +65,12 @@ class Settings:
             ),
             max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "1048576"), minimum=1),
             db_wait_seconds=_float("DB_WAIT_SECONDS", get("DB_WAIT_SECONDS", "60")),
+            auth_mode=auth_mode,
+            allow_anonymous_access=_bool(
+                "ALLOW_ANONYMOUS_ACCESS", get("ALLOW_ANONYMOUS_ACCESS", "false")
+            ),
+            entra=EntraSettings.from_environ(environ) if auth_mode == "entra" else None,
+            admin_object_ids=frozenset(_guids("ADMIN_OBJECT_IDS", get("ADMIN_OBJECT_IDS", ""))),
         )
         settings.check()
         return settings
@@ -61,10 +79,17 @@ class Settings:
     def production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def anonymous(self) -> bool:
+        """True when requests are not authenticated at all (AUTH_MODE=none)."""
+        return self.auth_mode == "none"
+
     def check(self) -> None:
         """Refuse combinations that are unsafe or contradictory."""
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if self.auth_mode == "entra" and self.entra is None:
+            raise SettingsError("AUTH_MODE=entra needs the ENTRA_* settings")
         if not self.production:
             return
         if "*" in self.cors_origins:
@@ -76,6 +101,75 @@ class Settings:
             raise SettingsError(
                 "DATABASE_URL uses a placeholder password; set a real one for APP_ENV=production"
             )
+        if self.anonymous and not self.allow_anonymous_access:
+            raise SettingsError(
+                "AUTH_MODE=none lets anyone read and change every patient: set AUTH_MODE=entra "
+                "for APP_ENV=production (or ALLOW_ANONYMOUS_ACCESS=true, on purpose, for a "
+                "migration period)"
+            )
+        if self.entra is not None:
+            self.entra.check_production()
+
+
+@dataclasses.dataclass(frozen=True)
+class EntraSettings:
+    """Which Microsoft Entra ID access tokens the API accepts (AUTH_MODE=entra)."""
+
+    client_id: str
+    tenant_id: str
+    allowed_tenants: tuple[str, ...]
+    authority_host: str = ENTRA_PUBLIC_CLOUD
+    v1_issuer_host: str = ENTRA_V1_ISSUER_HOST
+    audiences: tuple[str, ...] = ()
+    scope: str = "Patients.ReadWrite"
+    app_role: str = "Patients.ReadWrite.All"
+    admin_role: str = "Registry.Admin"
+    # Seconds between two key downloads for tokens signed with an unknown key id.
+    keys_cooldown_seconds: float = 10.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> EntraSettings:
+        get = environ.get
+        client_id = _guid("ENTRA_CLIENT_ID", get("ENTRA_CLIENT_ID", ""))
+        tenant_id = get("ENTRA_TENANT_ID", "").strip().lower()
+        if tenant_id not in MULTI_TENANT_NAMES:
+            tenant_id = _guid("ENTRA_TENANT_ID", tenant_id)
+        allowed = _guids("ENTRA_ALLOWED_TENANTS", get("ENTRA_ALLOWED_TENANTS", ""))
+        if not allowed:
+            if tenant_id in MULTI_TENANT_NAMES:
+                raise SettingsError(
+                    f"ENTRA_TENANT_ID={tenant_id} needs ENTRA_ALLOWED_TENANTS: the tenant ids "
+                    "whose users may sign in"
+                )
+            allowed = (tenant_id,)
+        audiences = tuple(_items(get("ENTRA_AUDIENCES", ""))) or (client_id, f"api://{client_id}")
+        return cls(
+            client_id=client_id,
+            tenant_id=tenant_id,
+            allowed_tenants=allowed,
+            authority_host=_host(
+                "ENTRA_AUTHORITY_HOST", get("ENTRA_AUTHORITY_HOST", ENTRA_PUBLIC_CLOUD)
+            ),
+            v1_issuer_host=_host(
+                "ENTRA_V1_ISSUER_HOST", get("ENTRA_V1_ISSUER_HOST", ENTRA_V1_ISSUER_HOST)
+            ),
+            audiences=audiences,
+            scope=_name("ENTRA_SCOPE", get("ENTRA_SCOPE", "Patients.ReadWrite")),
+            app_role=_name("ENTRA_APP_ROLE", get("ENTRA_APP_ROLE", "Patients.ReadWrite.All")),
+            admin_role=_name("ENTRA_ADMIN_ROLE", get("ENTRA_ADMIN_ROLE", "Registry.Admin")),
+        )
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}/v2.0/.well-known/openid-configuration"
+
+    def check_production(self) -> None:
+        for name, host in (
+            ("ENTRA_AUTHORITY_HOST", self.authority_host),
+            ("ENTRA_V1_ISSUER_HOST", self.v1_issuer_host),
+        ):
+            if not host.startswith("https://"):
+                raise SettingsError(f"{name} must be an https:// URL when APP_ENV=production")
 
 
 def normalize_database_url(url: str) -> str:
@@ -121,6 +215,39 @@ def _origins(raw: str) -> tuple[str, ...]:
                 f"CORS_ORIGINS entry {origin!r} must start with http:// or https://"
             )
     return origins
+
+
+def _items(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _guid(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if not GUID.fullmatch(value):
+        raise SettingsError(
+            f"{name} must be a GUID such as 00000000-0000-0000-0000-000000000000 (got {raw!r})"
+        )
+    return value
+
+
+def _guids(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(_guid(name, item) for item in _items(raw))
+
+
+def _host(name: str, raw: str) -> str:
+    """An authority such as https://login.microsoftonline.com: a scheme and a host, no path."""
+    value = raw.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise SettingsError(f"{name} must be a URL such as {ENTRA_PUBLIC_CLOUD} (got {raw!r})")
+    return value
+
+
+def _name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or any(character.isspace() for character in value):
+        raise SettingsError(f"{name} must be one name without spaces (got {raw!r})")
+    return value
 
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:

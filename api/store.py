@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 from databases import Database
 
-from api import patients, query, sqlquery
+from api import patients, query, sqlquery, tokens
 from api.settings import Settings
 
 T = TypeVar("T")
@@ -283,3 +283,77 @@ def _params(patient: patients.PatientRow) -> dict[str, Any]:
     if patient.id is not None:
         params["id"] = patient.id
     return params
+
+
+# --- users (migration 0008) ----------------------------------------------------------------
+USER_COLUMNS = (
+    "id",
+    "tenant_id",
+    "object_id",
+    "email",
+    "display_name",
+    "is_admin",
+    "created_at",
+    "updated_at",
+    "last_seen_at",
+)
+SELECT_USERS = f"SELECT {', '.join(USER_COLUMNS)} FROM users"
+# A missing name in the token keeps the stored one (Entra sends claims only when they have a
+# value); `is_admin` only ever turns on here (ADMIN_OBJECT_IDS): PATCH /users turns it off.
+SYNC_USER = """
+INSERT INTO users AS u (tenant_id, object_id, email, display_name, is_admin)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, object_id) DO UPDATE SET
+    email = COALESCE(EXCLUDED.email, u.email),
+    display_name = COALESCE(EXCLUDED.display_name, u.display_name),
+    is_admin = u.is_admin OR EXCLUDED.is_admin,
+    updated_at = CASE
+        WHEN (COALESCE(EXCLUDED.email, u.email), COALESCE(EXCLUDED.display_name, u.display_name),
+              u.is_admin OR EXCLUDED.is_admin)
+             IS DISTINCT FROM (u.email, u.display_name, u.is_admin)
+        THEN now() ELSE u.updated_at END,
+    last_seen_at = now()
+RETURNING id, is_admin
+"""
+
+
+async def sync_user(db: Database, principal: tokens.Principal, admin: bool) -> tuple[int, bool]:
+    """Create or refresh the token's user (tid, oid) and mark it seen: its id and stored admin
+    flag (`admin` turns the flag on, never off)."""
+    pool: _BoundedPool = db._backend._pool  # see connect()
+    async with pool.acquire() as connection:
+        row = await connection.fetchrow(
+            SYNC_USER,
+            principal.tenant_id,
+            principal.object_id,
+            principal.username,
+            principal.display_name,
+            admin,
+        )
+    return row["id"], row["is_admin"]
+
+
+async def list_users(db: Database, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of users in id order, and how many there are."""
+    rows = await db.fetch_all(
+        f"{SELECT_USERS} ORDER BY id LIMIT :limit OFFSET :offset",
+        {"limit": limit, "offset": offset},
+    )
+    total: int = await db.fetch_val("SELECT count(*) FROM users")
+    return [dict(row._mapping) for row in rows], total
+
+
+async def fetch_user(db: Database, user_id: int) -> dict[str, Any] | None:
+    row = await db.fetch_one(f"{SELECT_USERS} WHERE id = :id", {"id": user_id})
+    return None if row is None else dict(row._mapping)
+
+
+async def set_admin(db: Database, user_id: int, is_admin: bool) -> dict[str, Any] | None:
+    """Set a user's admin flag; the user as stored now, or None when there is no such user."""
+    row = await db.fetch_one(
+        "UPDATE users SET is_admin = :is_admin, "
+        "updated_at = CASE WHEN is_admin = :is_admin THEN updated_at ELSE now() END "
+        f"WHERE id = :id RETURNING {', '.join(USER_COLUMNS)}",
+        {"id": user_id, "is_admin": is_admin},
+    )
+    return None if row is None else dict(row._mapping)

@@ -21,6 +21,8 @@ from testcontainers.community.postgres import PostgresContainer
 import localpg
 from migrator import runner
 
+# The sign-in fixtures (a real OpenID provider) for every test folder.
+pytest_plugins = ["tests.signin"]
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NO_SKIP_VARIABLE = "REGISTRY_TESTS_NO_SKIP"
 

@@ -6,7 +6,13 @@ PRODUCTION = {
     "APP_ENV": "production",
     "DATABASE_URL": "postgresql://registry:s3cure-Value@db.internal:5432/registry",
     "CORS_ORIGINS": "https://clinic.example.org",
+    "AUTH_MODE": "entra",
+    "ENTRA_TENANT_ID": "72F988BF-86F1-41AF-91AB-2D7CD011DB47",
+    "ENTRA_CLIENT_ID": "6e74172b-be56-4843-9ff4-e66a39bb12e3",
 }
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "6e74172b-be56-4843-9ff4-e66a39bb12e3"
+ENTRA = {key: value for key, value in PRODUCTION.items() if key.startswith(("AUTH", "ENTRA"))}
 
 
 def test_defaults_serve_local_development() -> None:
@@ -76,6 +82,12 @@ def test_production_with_explicit_settings_starts() -> None:
             "placeholder password",
             id="no password",
         ),
+        pytest.param({"AUTH_MODE": "none"}, "ALLOW_ANONYMOUS_ACCESS", id="anonymous access"),
+        pytest.param(
+            {"ENTRA_AUTHORITY_HOST": "http://login.example.org"},
+            "ENTRA_AUTHORITY_HOST must be an https",
+            id="an authority over plain http",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(overrides: dict[str, str], message: str) -> None:
@@ -98,3 +110,72 @@ def test_production_refuses_unsafe_settings(overrides: dict[str, str], message: 
 def test_from_environ_names_the_bad_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_environ(environ)
+
+
+def test_production_allows_anonymous_access_only_when_asked() -> None:
+    settings = Settings.from_environ(
+        {**PRODUCTION, "AUTH_MODE": "none", "ALLOW_ANONYMOUS_ACCESS": "true"}
+    )
+    assert settings.anonymous
+    assert settings.entra is None
+
+
+def test_entra_defaults_accept_both_token_versions_of_the_configured_tenant() -> None:
+    entra = Settings.from_environ(ENTRA).entra
+
+    assert entra is not None
+    assert entra.tenant_id == TENANT
+    assert entra.allowed_tenants == (TENANT,)
+    assert entra.audiences == (CLIENT, f"api://{CLIENT}")
+    assert entra.authority_host == "https://login.microsoftonline.com"
+    assert entra.v1_issuer_host == "https://sts.windows.net"
+    assert (entra.scope, entra.app_role, entra.admin_role) == (
+        "Patients.ReadWrite",
+        "Patients.ReadWrite.All",
+        "Registry.Admin",
+    )
+    assert entra.discovery_url == (
+        f"https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration"
+    )
+
+
+def test_entra_settings_for_a_sovereign_cloud_and_several_tenants() -> None:
+    other = "0f5b8a2e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    entra = Settings.from_environ(
+        {
+            **ENTRA,
+            "ENTRA_TENANT_ID": "organizations",
+            "ENTRA_ALLOWED_TENANTS": f"{TENANT}, {other.upper()}",
+            "ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.us/",
+            "ENTRA_AUDIENCES": "api://registry",
+            "ADMIN_OBJECT_IDS": other,
+        }
+    )
+    assert entra.entra is not None
+    assert entra.entra.allowed_tenants == (TENANT, other)
+    assert entra.entra.authority_host == "https://login.microsoftonline.us"
+    assert entra.entra.audiences == ("api://registry",)
+    assert entra.admin_object_ids == frozenset({other})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param({"AUTH_MODE": "saml"}, "AUTH_MODE", id="an unknown mode"),
+        pytest.param({"ENTRA_CLIENT_ID": ""}, "ENTRA_CLIENT_ID must be a GUID", id="no client id"),
+        pytest.param({"ENTRA_TENANT_ID": "contoso"}, "ENTRA_TENANT_ID", id="a tenant name"),
+        pytest.param(
+            {"ENTRA_TENANT_ID": "common"}, "ENTRA_ALLOWED_TENANTS", id="common without a list"
+        ),
+        pytest.param(
+            {"ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.com/tenant"},
+            "ENTRA_AUTHORITY_HOST",
+            id="an authority with a path",
+        ),
+        pytest.param({"ENTRA_SCOPE": "Patients Read"}, "ENTRA_SCOPE", id="a scope with a space"),
+        pytest.param({"ADMIN_OBJECT_IDS": "alice"}, "ADMIN_OBJECT_IDS", id="an admin by name"),
+    ],
+)
+def test_entra_settings_name_the_bad_variable(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_environ({**ENTRA, **overrides})
