@@ -136,6 +136,7 @@ class _Known:
 class _User:
     user_id: int
     stored_admin: bool
+    admin_role: bool
     display_name: str | None
     email: str | None
     synced_at: float
@@ -204,17 +205,24 @@ class Authenticator:
     async def _user(self, principal: tokens.Principal, now: float) -> _User:
         key = (principal.tenant_id, principal.object_id)
         user = self._users.get(key)
-        if user is None or now - user.synced_at >= USER_SYNC_SECONDS or _renamed(user, principal):
+        role = self.entra.admin_role in principal.roles
+        if (
+            user is None
+            or now - user.synced_at >= USER_SYNC_SECONDS
+            or _changed(user, principal, role)
+        ):
             configured = principal.object_id in self._admins
-            user_id, stored_admin = await store.sync_user(self._db, principal, configured)
+            user_id, stored_admin = await store.sync_user(self._db, principal, configured, role)
             if user is None:
                 LOG.info("user signed in", extra={"user_id": user_id})
-            user = _User(user_id, stored_admin, principal.display_name, principal.username, now)
+            user = _User(
+                user_id, stored_admin, role, principal.display_name, principal.username, now
+            )
             _bounded_put(self._users, key, user, MAX_CACHED_USERS)
         return user
 
     def _caller(self, principal: tokens.Principal, user: _User) -> Caller:
-        admin = user.stored_admin or self.entra.admin_role in principal.roles
+        admin = user.stored_admin or user.admin_role
         return Caller(
             user_id=user.user_id,
             tenant_id=principal.tenant_id,
@@ -253,11 +261,13 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
 
 
-def _renamed(user: _User, principal: tokens.Principal) -> bool:
-    """The token names the user differently from the row (a claim left out changes nothing)."""
-    return (principal.display_name or user.display_name) != user.display_name or (
-        principal.username or user.email
-    ) != user.email
+def _changed(user: _User, principal: tokens.Principal, admin_role: bool) -> bool:
+    """The token says otherwise than the row: names (a claim left out changes nothing), role."""
+    return (
+        (principal.display_name or user.display_name) != user.display_name
+        or (principal.username or user.email) != user.email
+        or admin_role != user.admin_role
+    )
 
 
 def _bounded_put(cache: dict[K, V], key: K, value: V, most: int) -> None:

@@ -316,7 +316,11 @@ def _user_schemas() -> dict[str, Any]:
                 "objectId": guid,
                 "email": text,
                 "displayName": text,
-                "isAdmin": {"type": "boolean"},
+                "isAdmin": {"type": "boolean", "description": "Set by an administrator"},
+                "hasAdminRole": {
+                    "type": "boolean",
+                    "description": "The last token carried the admin app role (Registry.Admin)",
+                },
                 "createdAt": moment,
                 "updatedAt": moment,
                 "lastSeenAt": moment,

@@ -293,6 +293,7 @@ USER_COLUMNS = (
     "email",
     "display_name",
     "is_admin",
+    "has_admin_role",
     "created_at",
     "updated_at",
     "last_seen_at",
@@ -301,25 +302,28 @@ SELECT_USERS = f"SELECT {', '.join(USER_COLUMNS)} FROM users"
 # A missing name in the token keeps the stored one (Entra sends claims only when they have a
 # value); `is_admin` only ever turns on here (ADMIN_OBJECT_IDS): PATCH /users turns it off.
 SYNC_USER = """
-INSERT INTO users AS u (tenant_id, object_id, email, display_name, is_admin)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO users AS u (tenant_id, object_id, email, display_name, is_admin, has_admin_role)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (tenant_id, object_id) DO UPDATE SET
     email = COALESCE(EXCLUDED.email, u.email),
     display_name = COALESCE(EXCLUDED.display_name, u.display_name),
     is_admin = u.is_admin OR EXCLUDED.is_admin,
+    has_admin_role = EXCLUDED.has_admin_role,
     updated_at = CASE
         WHEN (COALESCE(EXCLUDED.email, u.email), COALESCE(EXCLUDED.display_name, u.display_name),
-              u.is_admin OR EXCLUDED.is_admin)
-             IS DISTINCT FROM (u.email, u.display_name, u.is_admin)
+              u.is_admin OR EXCLUDED.is_admin, EXCLUDED.has_admin_role)
+             IS DISTINCT FROM (u.email, u.display_name, u.is_admin, u.has_admin_role)
         THEN now() ELSE u.updated_at END,
     last_seen_at = now()
 RETURNING id, is_admin
 """
 
 
-async def sync_user(db: Database, principal: tokens.Principal, admin: bool) -> tuple[int, bool]:
+async def sync_user(
+    db: Database, principal: tokens.Principal, admin: bool, admin_role: bool
+) -> tuple[int, bool]:
     """Create or refresh the token's user (tid, oid) and mark it seen: its id and stored admin
-    flag (`admin` turns the flag on, never off)."""
+    flag (`admin` turns the flag on, never off; `admin_role` is what the token says)."""
     pool: _BoundedPool = db._backend._pool  # see connect()
     async with pool.acquire() as connection:
         row = await connection.fetchrow(
@@ -329,6 +333,7 @@ async def sync_user(db: Database, principal: tokens.Principal, admin: bool) -> t
             principal.username,
             principal.display_name,
             admin,
+            admin_role,
         )
     return row["id"], row["is_admin"]
 

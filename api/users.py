@@ -17,6 +17,7 @@ WIRE_KEYS = {
     "email": "email",
     "display_name": "displayName",
     "is_admin": "isAdmin",
+    "has_admin_role": "hasAdminRole",
     "created_at": "createdAt",
     "updated_at": "updatedAt",
     "last_seen_at": "lastSeenAt",

@@ -1,8 +1,10 @@
-"""The native stack behind scripts/dev: local PostgreSQL 17, migrator, seed, then uvicorn."""
+"""The native stack behind scripts/dev: local PostgreSQL 17, migrator, seed, then uvicorn.
+With --auth, also a local OpenID provider, and the API in AUTH_MODE=entra trusting it."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import signal
@@ -13,12 +15,14 @@ from types import FrameType
 import psycopg
 from psycopg import sql
 
+import localoidc
 import localpg
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO / ".cache" / "pg17"
 STATE_DIR = pathlib.Path(os.environ.get("DEV_STATE_DIR", REPO / ".local"))
 DATABASE = "registry"
+TOKEN_HOURS = 8
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         _run([sys.executable, "-m", "migrator"], env)
         _run([sys.executable, "-m", "seed", args.seed_file], env)
         _say(f"PostgreSQL 17 at {url}")
-        _say(f"Patient Registry API at http://{args.host}:{args.port}/patients (Ctrl-C stops)")
-        return _serve(args, env)
+        with contextlib.ExitStack() as stack:
+            if args.auth:
+                env |= _sign_in(stack, args)
+            _say(f"Patient Registry API at http://{args.host}:{args.port}/patients (Ctrl-C stops)")
+            return _serve(args, env)
     except subprocess.CalledProcessError as error:
         _say(f"{' '.join(error.cmd[1:3])} failed with exit code {error.returncode}")
         return 1
@@ -60,6 +67,36 @@ def _ensure_database(cluster: localpg.Cluster) -> str:
         if exists.fetchone() is None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
     return cluster.url(DATABASE)
+
+
+def _sign_in(stack: contextlib.ExitStack, args: argparse.Namespace) -> dict[str, str]:
+    """Start the local OpenID provider with a clinician and an administrator, print their
+    tokens and how to use them, and return the API's sign-in settings."""
+    config = localoidc.ProviderConfig.new(
+        localoidc.user("clinician", name="Casey Clinician"),
+        localoidc.user("admin", name="Avery Admin", roles=["Registry.Admin"]),
+        access_token_ttl=TOKEN_HOURS * 3600,
+    )
+    provider = stack.enter_context(
+        localoidc.serving(config, log=STATE_DIR / "oidc-provider.log", port=args.oidc_port)
+    )
+    api = f"http://{args.host}:{args.port}"
+    clinician = config.client("clinician")
+    _say(f"sign-in: a local OpenID provider at {provider.issuer} (AUTH_MODE=entra)")
+    _say(f"clinician's token ({TOKEN_HOURS} h): export TOKEN={provider.token('clinician')}")
+    _say(f"administrator's token ({TOKEN_HOURS} h): export ADMIN_TOKEN={provider.token('admin')}")
+    _say(f'try: curl -H "Authorization: Bearer $TOKEN" {api}/me')
+    _say(
+        f"a new token: curl -s -d grant_type=client_credentials -d client_id=clinician "
+        f"-d client_secret={clinician.client_secret} -d resource={config.api_resource} "
+        f"{provider.discovery['token_endpoint']}"
+    )
+    return {
+        "AUTH_MODE": "entra",
+        "ENTRA_AUTHORITY_HOST": provider.authority_host,
+        "ENTRA_TENANT_ID": provider.tenant_id,
+        "ENTRA_CLIENT_ID": config.api_client_id,
+    }
 
 
 def _run(command: list[str], env: dict[str, str]) -> None:
@@ -106,6 +143,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PG_PORT", "54329")))
     parser.add_argument("--seed-file", default=str(REPO / "seed" / "db.json"))
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="sign-in without an Azure tenant: a local OpenID provider, AUTH_MODE=entra, "
+        "and printed tokens for curl",
+    )
+    parser.add_argument(
+        "--oidc-port", type=int, default=int(os.environ.get("OIDC_PORT", "8401")),
+        help="port of the local OpenID provider with --auth (OIDC_PORT, default 8401)",
+    )  # fmt: skip
     return parser
 
 
@@ -116,6 +163,6 @@ def _say(message: str) -> None:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except localpg.LocalPgError as error:
+    except (localpg.LocalPgError, localoidc.OidcUnavailable, localoidc.ProviderFailed) as error:
         _say(f"error: {error}")
         sys.exit(1)

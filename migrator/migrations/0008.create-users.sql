@@ -10,6 +10,9 @@ CREATE TABLE users (
     email text,
     display_name text,
     is_admin boolean NOT NULL DEFAULT false,
+    -- Whether the user's latest token carried the admin app role (Registry.Admin): an admin
+    -- through Entra ID, shown beside the flag above that the registry's admins set.
+    has_admin_role boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz NOT NULL DEFAULT now(),

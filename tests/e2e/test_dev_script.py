@@ -3,9 +3,13 @@
 import json
 import pathlib
 import re
+import shlex
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from typing import Any
 
 from localpg import free_port
 from tests.e2e.processes import REPO, drain, get, running, venv_env, wait_for_health
@@ -61,3 +65,46 @@ def test_dev_serves_the_sample_keeps_data_and_stops_everything(tmp_path: pathlib
     assert second_code == 0
     assert "PostgreSQL stopped" in second_output
     assert not port_open(pg_port), "Ctrl-C must stop PostgreSQL too"
+
+
+def get_as(url: str, token: str | None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def test_dev_auth_prints_tokens_that_sign_in_with_curl(tmp_path: pathlib.Path) -> None:
+    """The README's sign-in try-out: `scripts/dev --auth`, then the printed token with curl."""
+    api_port, oidc_port = free_port(), free_port()
+    env = venv_env(
+        API_PORT=str(api_port),
+        PG_PORT=str(free_port()),
+        OIDC_PORT=str(oidc_port),
+        DEV_STATE_DIR=str(tmp_path / "state"),
+    )
+    with running(["scripts/dev", "--auth"], env) as dev:
+        started = wait_for_line(dev, r"Patient Registry API at ")
+        wait_for_health(f"http://127.0.0.1:{api_port}", dev)
+        token = re.search(r"export TOKEN=(\S+)", started)
+        admin_token = re.search(r"export ADMIN_TOKEN=(\S+)", started)
+        new_token = re.search(r"a new token: (curl .*)", started)
+        assert token, started
+        assert admin_token, started
+        assert new_token, started
+        base = f"http://127.0.0.1:{api_port}"
+
+        assert get_as(f"{base}/patients/1", None)[0] == 401
+        status, me = get_as(f"{base}/me", token.group(1))
+        assert (status, me["displayName"], me["isAdmin"]) == (200, "Casey Clinician", False)
+        assert get_as(f"{base}/patients/1", token.group(1)) == (200, SAMPLE[0])
+        assert get_as(f"{base}/me", admin_token.group(1))[1]["isAdmin"] is True
+        fresh = subprocess.run(
+            shlex.split(new_token.group(1)), capture_output=True, text=True, check=True, timeout=30
+        )
+        assert get_as(f"{base}/me", json.loads(fresh.stdout)["access_token"])[0] == 200
+        assert f"http://127.0.0.1:{oidc_port}/" in started

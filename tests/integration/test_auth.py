@@ -258,7 +258,10 @@ def test_only_an_admin_deletes_and_manages_users(
     listed = api.get("/users", headers=admin)
     assert listed.headers["x-total-count"] == "2"
     assert [user["objectId"] for user in listed.json()] == [READER_OID, ADMIN_OID]
-    assert listed.json()[0]["isAdmin"] is False
+    assert [(user["isAdmin"], user["hasAdminRole"]) for user in listed.json()] == [
+        (False, False),
+        (False, True),  # an admin through the Registry.Admin role in its token
+    ]
 
     promoted = api.patch(f"/users/{reader_id}", json={"isAdmin": True}, headers=admin)
     assert promoted.status_code == 200
