@@ -85,6 +85,16 @@ def entra_settings_for(authority_host: str, **overrides: Any) -> EntraSettings:
     return EntraSettings(**{**values, **overrides})
 
 
+def api_environment(authority_host: str) -> dict[str, str]:
+    """The environment that runs our API (docker/serve) trusting the test provider."""
+    return {
+        "AUTH_MODE": "entra",
+        "ENTRA_AUTHORITY_HOST": authority_host,
+        "ENTRA_TENANT_ID": TENANT,
+        "ENTRA_CLIENT_ID": CLIENT,
+    }
+
+
 @contextlib.contextmanager
 def serving(
     log: pathlib.Path, *keys: SigningKey, port: int | None = None

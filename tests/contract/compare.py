@@ -112,9 +112,16 @@ EXPOSE = "access-control-expose-headers"
 class Pair:
     """json-server (the reference) and our API, each behind its own httpx2 client."""
 
-    def __init__(self, reference: servers.Server, ours: servers.Server) -> None:
+    def __init__(
+        self,
+        reference: servers.Server,
+        ours: servers.Server,
+        our_headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """`our_headers` go to our API only (a bearer token when it runs with sign-in)."""
         self.reference = reference
         self.ours = ours
+        self.our_headers = our_headers
         self._clients = {
             server.base_url: httpx2.Client(
                 base_url=server.base_url, follow_redirects=False, timeout=TIMEOUT_SECONDS
@@ -127,8 +134,9 @@ class Pair:
             client.close()
 
     def send(self, server: servers.Server, call: Call) -> httpx2.Response:
+        extra = self.our_headers if server is self.ours else ()
         return self._clients[server.base_url].request(
-            call.method, call.target, headers=list(call.headers), content=call.body
+            call.method, call.target, headers=[*call.headers, *extra], content=call.body
         )
 
     def assert_same(self, call: Call, context: str = "") -> tuple[Answer, Answer]:

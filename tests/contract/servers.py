@@ -92,11 +92,12 @@ def started(
 
 
 def our_api(
-    database_url: str, log: pathlib.Path, *, wait: bool = True
+    database_url: str, log: pathlib.Path, *, wait: bool = True, **settings: str
 ) -> contextlib.AbstractContextManager[Server]:
-    """Our API as the image runs it (`sh docker/serve`: uvicorn, HTTP, PostgreSQL)."""
+    """Our API as the image runs it (`sh docker/serve`: uvicorn, HTTP, PostgreSQL), with
+    `settings` as more environment variables."""
     port = free_port()
-    env = venv_env(DATABASE_URL=database_url, PORT=str(port), HOST="127.0.0.1")
+    env = venv_env(DATABASE_URL=database_url, PORT=str(port), HOST="127.0.0.1", **settings)
     command = ["sh", "docker/serve"]
     return started("ours", command, port=port, ready_path="/health", log=log, env=env, wait=wait)
 
