@@ -362,3 +362,61 @@ def test_a_new_random_kid_flood_fetches_the_keys_a_bounded_number_of_times(
     fetches = oidc.requests_to(oidc.jwks_path) - before
     # One download per cooldown (0.5 s in these tests; 10 s by default) at most.
     assert 1 <= fetches <= 1 + elapsed / 0.5
+
+
+def test_paths_that_look_public_are_not(api: TestClient) -> None:
+    for path in (
+        "/docs/assets/../patients",
+        "/docs/assets/%2e%2e/patients/1",
+        "/health/../patients",
+    ):
+        response = api.get(path)
+        assert response.status_code in (401, 404), path
+        assert "patientID" not in response.text
+
+
+def test_no_token_reaches_the_logs_at_any_level(
+    migrated_database_url: str,
+    oidc: localoidc.RunningProvider,
+    signing_key: SigningKey,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    good = oidc.token("admin")
+    expired = signing_key.sign(provider_claims(oidc, lifetime=-600))
+    with client_for(
+        migrated_database_url,
+        auth_mode="entra",
+        entra=entra_settings_for(oidc.authority_host),
+        log_level="DEBUG",
+    ) as debug_api:
+        assert debug_api.post("/patients", json=make_patient(), headers=bearer(good)).is_success
+        assert debug_api.get("/users", headers=bearer(good)).is_success
+        assert debug_api.get("/patients", headers=bearer(expired)).status_code == 401
+        assert debug_api.get("/patients", headers={"Authorization": "Bearer x.y.z"}).is_error
+    output = "".join(capfd.readouterr())
+    assert "signing keys downloaded" in output  # the logs were captured
+    for token in (good, expired):
+        for part in token.split("."):
+            assert part not in output
+
+
+def test_anonymous_access_in_production_is_allowed_on_purpose_and_warned_about(
+    migrated_database_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with client_for(
+        migrated_database_url,
+        environment="production",
+        allow_anonymous_access=True,
+        cors_origins=(ORIGIN,),
+    ) as anonymous_api:
+        me = anonymous_api.get("/me").json()
+        users = anonymous_api.get("/users")
+    warnings = [
+        json.loads(line)
+        for line in capfd.readouterr().err.splitlines()
+        if line.startswith("{") and '"WARNING"' in line
+    ]
+    assert any("AUTH_MODE=none in production" in line["message"] for line in warnings)
+    assert (me["anonymous"], me["isAdmin"], me["id"]) == (True, False, None)
+    assert me["permissions"] == ["patients:delete", "patients:read", "patients:write"]
+    assert users.status_code == 403
