@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
 import secrets
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 import npmcache
+import sessions
 from localpg import free_port
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -272,14 +271,7 @@ def _json(url: str, form: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=STOP_WITHIN_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    sessions.stop(process, STOP_WITHIN_SECONDS)
 
 
 def _tail(log: pathlib.Path) -> str:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 
+import sessions
 from localpg import free_port
 from tests.e2e.processes import venv_env
 
@@ -127,14 +126,7 @@ def _answers_ok(url: str) -> bool:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=STOP_WITHIN_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    sessions.stop(process, STOP_WITHIN_SECONDS)
 
 
 def _tail(log: pathlib.Path) -> str:
