@@ -3,6 +3,8 @@
 It sets everything up itself: a throwaway PostgreSQL 17 cluster (scripts/localpg.py), the
 migrations, N deterministic patients loaded with COPY, the same records as a db.json for
 json-server, our API started exactly as production starts it (`sh docker/serve`), and wrk.
+GET by id also runs on our API signed in (AUTH_MODE=entra, trusting a local OpenID provider from
+scripts/localoidc.py, a user's bearer token on every request); that needs Node.js and npm.
 It prints figures, checks them against the targets and saves them as JSON; it asserts nothing.
 
     .venv/bin/python scripts/benchmark.py [--sizes 1000,10000,100000] [--duration 10]
@@ -38,6 +40,7 @@ import asyncpg
 import psycopg
 from psycopg import sql
 
+import localoidc
 import localpg
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -75,6 +78,10 @@ WHOLE_LIST_MAX_SIZE = 100_000  # json-server answers ~20 MB per whole list at 10
 BIG_LIST_SIZE = 100_000
 BIG_LIST_CONNECTIONS = 4
 PAGE_SIZE = 20
+SIGNED_IN = "signed-in"  # our API with AUTH_MODE=entra, called with a user's bearer token
+SIGNED_IN_USER = "reader"
+TOKEN_TTL_SECONDS = 6 * 3600  # the one token of a run must outlive the run
+ROUNDS = ("ours", "ceiling", SIGNED_IN)  # GET by id, alternately, in this order
 
 SEED = 20261122
 FIRST_NAMES = (
@@ -127,6 +134,9 @@ end
 """
 
 
+Headers = tuple[tuple[str, str], ...]
+
+
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     key: str
@@ -135,11 +145,20 @@ class Scenario:
     sample: str = ""  # a path both servers must answer alike before they are measured
     write: bool = False
 
-    def lua(self, size: int, tag: str) -> str:
+    def lua(self, size: int, tag: str, headers: Headers = ()) -> str:
         body = self.request.replace("@N@", str(size)).replace("@TAG@", tag)
         body = body.replace("@PAGES@", str(max(size // PAGE_SIZE, 1)))
-        prelude = LUA_PRELUDE.replace("@SEED@", str(SEED))
+        prelude = LUA_PRELUDE.replace("@SEED@", str(SEED)) + lua_headers(headers)
         return f"{prelude}\nrequest = function()\n{textwrap.indent(body, '  ')}\nend\n"
+
+
+def lua_headers(headers: Headers) -> str:
+    """Lua adding `headers` to every request: wrk.format's defaults and the JSON requests'."""
+    return "".join(
+        f"{table}[{json.dumps(name)}] = {json.dumps(value)}\n"
+        for name, value in headers
+        for table in ("wrk.headers", "json_headers")
+    )
 
 
 GET_BY_ID = Scenario(
@@ -211,6 +230,8 @@ TARGETS = (
     ("patch", "json-server", 50.0, (100_000,)),
     ("whole_list", "json-server", 2.0, (10_000, 100_000)),
 )
+# (scenario, server, against, minimum server/against) at every size: servers besides ours
+SIDE_TARGETS = (("get_by_id", SIGNED_IN, "ours", 0.8),)
 P99_TARGET_MS = 10.0
 
 CEILING_APP = '''
@@ -411,6 +432,7 @@ class Server:
     name: str
     port: int
     pid: int
+    headers: Headers = ()  # sent with every request: wrk's, the checks' and readiness polls
 
     @property
     def url(self) -> str:
@@ -421,7 +443,7 @@ def http_get(server: Server, path: str) -> tuple[Any, str | None]:
     """The parsed JSON body and X-Total-Count of a GET that must answer 200."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=dict(server.headers))
         response = connection.getresponse()
         body = response.read()
     finally:
@@ -434,14 +456,20 @@ def http_get(server: Server, path: str) -> tuple[Any, str | None]:
 
 @contextlib.contextmanager
 def serving(
-    name: str, argv: Sequence[str], port: int, env: dict[str, str], log: pathlib.Path
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    env: dict[str, str],
+    log: pathlib.Path,
+    *,
+    headers: Headers = (),
 ) -> Iterator[Server]:
     """Run `argv` in its own session until `/patients/1` answers; SIGTERM it afterwards."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             argv, cwd=REPO, env=env, stdout=output, stderr=output, start_new_session=True
         )
-    server = Server(name, port, process.pid)
+    server = Server(name, port, process.pid, headers)
     try:
         _wait_ready(server, process, log)
         yield server
@@ -484,11 +512,18 @@ def python_env(database_url: str, port: int) -> dict[str, str]:
     }
 
 
-def our_api(database_url: str, workdir: pathlib.Path) -> contextlib.AbstractContextManager[Server]:
-    """Our API as production starts it: `docker/serve`, one uvicorn worker, JSON access log."""
+def our_api(
+    database_url: str, workdir: pathlib.Path, sign_in: SignIn | None = None
+) -> contextlib.AbstractContextManager[Server]:
+    """Our API as production starts it: `docker/serve`, one uvicorn worker, JSON access log;
+    with `sign_in`, the same with AUTH_MODE=entra, called with a user's bearer token."""
     port = localpg.free_port()
     env = python_env(database_url, port)
-    return serving("ours", ["sh", "docker/serve"], port, env, workdir / "ours.log")
+    if sign_in is None:
+        return serving("ours", ["sh", "docker/serve"], port, env, workdir / "ours.log")
+    env |= sign_in.env
+    log = workdir / f"{SIGNED_IN}.log"
+    return serving(SIGNED_IN, ["sh", "docker/serve"], port, env, log, headers=sign_in.headers)
 
 
 def ceiling_app(
@@ -510,6 +545,45 @@ def json_server(
     port = localpg.free_port()
     argv = ["node", str(bin_js), str(db_json), "--port", str(port), "--host", "127.0.0.1"]
     return serving("json-server", argv, port, dict(os.environ), workdir / "json-server.log")
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SignIn:
+    """What the signed-in server needs: settings trusting the provider, and its user's header."""
+
+    env: dict[str, str]
+    headers: Headers
+
+
+@contextlib.contextmanager
+def identity_provider(workdir: pathlib.Path) -> Iterator[SignIn | None]:
+    """A local OpenID provider for the whole run, and one token of one user; None without
+    Node.js or npm (the signed-in server is then skipped)."""
+    config = localoidc.ProviderConfig.new(
+        localoidc.user(SIGNED_IN_USER), access_token_ttl=TOKEN_TTL_SECONDS
+    )
+    provider: localoidc.RunningProvider | None = None
+    with contextlib.ExitStack() as stack:
+        try:
+            log = workdir / "oidc-provider.log"
+            provider = stack.enter_context(localoidc.serving(config, log=log))
+        except localoidc.OidcUnavailable as error:
+            say(f"{error}: the signed-in server is skipped (install Node.js and npm to run it)")
+        yield None if provider is None else sign_in(provider)
+
+
+def sign_in(provider: localoidc.RunningProvider) -> SignIn:
+    env = {
+        "AUTH_MODE": "entra",
+        "ENTRA_AUTHORITY_HOST": provider.authority_host,
+        "ENTRA_TENANT_ID": provider.tenant_id,
+        "ENTRA_CLIENT_ID": provider.config.api_client_id,
+    }
+    token = provider.token(SIGNED_IN_USER)
+    return SignIn(env, (("Authorization", f"Bearer {token}"),))
 
 
 # --- tools --------------------------------------------------------------------------------------
@@ -717,8 +791,10 @@ def patient_get(server: Server, path: str) -> tuple[Any, str | None]:
 def check_alike(servers: Sequence[Server], scenario: Scenario) -> str:
     """Every server answers the sample request with the same records; returns how many."""
     answers = [patient_get(server, scenario.sample) for server in servers]
-    if any(answer != answers[0] for answer in answers[1:]):
-        raise BenchmarkError(f"json-server and ours answer {scenario.sample} differently")
+    for server, answer in zip(servers[1:], answers[1:], strict=True):
+        if answer != answers[0]:
+            names = f"{servers[0].name} and {server.name}"
+            raise BenchmarkError(f"{names} answer {scenario.sample} differently")
     body, total = answers[0]
     return total or str(len(body) if isinstance(body, list) else 1)
 
@@ -733,8 +809,10 @@ def measure(
         wait_for_quiet(load.roots, options.quiet_wait)
         tag = f"{server.name[0]}{attempt}"
         if options.warmup:
-            load.run(server.url, scenario.lua(size, tag + "w"), connections, options.warmup)
-        result = load.run(server.url, scenario.lua(size, tag), connections, options.duration)
+            warmup = scenario.lua(size, tag + "w", server.headers)
+            load.run(server.url, warmup, connections, options.warmup)
+        script = scenario.lua(size, tag, server.headers)
+        result = load.run(server.url, script, connections, options.duration)
         if scenario.write:
             wait_idle(server)
         if best is None or result.other_cpu < best.other_cpu:
@@ -751,12 +829,13 @@ def measure(
 def run_scenarios(
     size: int, load: Load, servers: dict[str, Server], options: Options
 ) -> dict[str, Any]:
-    """Each scenario on json-server (when there), ours, and for GET by id the driver ceiling."""
+    """Each scenario on json-server (when there), ours, and for GET by id the driver ceiling
+    and signed-in (when there)."""
     targets = [servers[name] for name in ("json-server", "ours") if name in servers]
     figures: dict[str, Any] = {"scenarios": {}, "rows": {}, "connections": options.connections}
     for scenario in scenarios_for(size, options):
         if scenario.sample:
-            figures["rows"][scenario.key] = check_alike(targets, scenario)
+            figures["rows"][scenario.key] = check_alike(alike(scenario, servers), scenario)
         results = {}
         for server in targets:
             if scenario is GET_BY_ID and server.name == "ours":
@@ -771,13 +850,21 @@ def run_scenarios(
     return figures
 
 
+def alike(scenario: Scenario, servers: dict[str, Server]) -> list[Server]:
+    """Who must answer the sample alike: json-server (when there) and ours, and for GET by id
+    signed-in too (the ceiling is left out: it sends the stored JSON as it is)."""
+    names = ("json-server", "ours", SIGNED_IN) if scenario is GET_BY_ID else ("json-server", "ours")
+    return [servers[name] for name in names if name in servers]
+
+
 def ceiling_rounds(
     load: Load, servers: dict[str, Server], size: int, options: Options
 ) -> dict[str, Measurement]:
-    """GET by id on ours and on the driver ceiling, alternately for --rounds rounds; each keeps
-    its median round (by req/s). A single pair of measurements swung from 0.70 to 1.11 between
-    runs on this 2-core machine; alternating spreads the machine's moods over both sides."""
-    rounds: dict[str, list[Measurement]] = {"ours": [], "ceiling": []}
+    """GET by id on ours, the driver ceiling and signed-in (when there), alternately for
+    --rounds rounds; each keeps its median round (by req/s). A single pair of measurements swung
+    from 0.70 to 1.11 between runs on this 2-core machine; alternating spreads the machine's
+    moods over every side."""
+    rounds: dict[str, list[Measurement]] = {name: [] for name in ROUNDS if name in servers}
     for number in range(1, options.rounds + 1):
         for name, found in rounds.items():
             say(f"{size:,} patients: GET by id on {name}, round {number} of {options.rounds}")
@@ -791,7 +878,13 @@ def ceiling_rounds(
 
 
 def run_size(
-    size: int, cluster: localpg.Cluster, load: Load, bin_js: pathlib.Path | None, options: Options
+    size: int,
+    cluster: localpg.Cluster,
+    load: Load,
+    bin_js: pathlib.Path | None,
+    options: Options,
+    *,
+    sign_in: SignIn | None,
 ) -> dict[str, Any]:
     workdir = load.workdir / str(size)
     workdir.mkdir()
@@ -811,6 +904,8 @@ def run_size(
                 "ours": stack.enter_context(our_api(url, workdir)),
                 "ceiling": stack.enter_context(ceiling_app(url, workdir)),
             }
+            if sign_in is not None:
+                servers[SIGNED_IN] = stack.enter_context(our_api(url, workdir, sign_in))
             if bin_js is not None:
                 reference = json_server(bin_js, workdir / "db.json", workdir)
                 servers["json-server"] = stack.enter_context(reference)
@@ -895,14 +990,20 @@ def table(size: int, figures: dict[str, Any], options: Options) -> str:
         )
         if scenario is GET_BY_ID:
             ceiling = results["ceiling"]
-            lines.append(
-                f"{'  driver ceiling':<19} {'':>35}  {cell(ceiling):>28}  "
-                f"{times(ratio(ours, ceiling)):>8}  <- ours / driver ceiling"
-            )
+            value = ratio(ours, ceiling)
+            lines.append(side_line("driver ceiling", ceiling, value, "ours / driver ceiling"))
+            if signed_in := results.get(SIGNED_IN):
+                value = ratio(signed_in, ours)
+                lines.append(side_line(SIGNED_IN, signed_in, value, f"{SIGNED_IN} / ours"))
     if "get_by_id" in figures["scenarios"]:
         p99 = figures["scenarios"]["get_by_id"]["ours"]["latency_ms"].get("99")
         lines.append(f"p99 of our GET by id at {options.connections} connections: {p99} ms")
     return "\n".join(lines)
+
+
+def side_line(title: str, figure: dict[str, Any], value: float | None, meaning: str) -> str:
+    """A line under GET by id: another server's figures, and a ratio that `meaning` names."""
+    return f"{'  ' + title:<19} {'':>35}  {cell(figure):>28}  {times(value):>8}  <- {meaning}"
 
 
 def verdicts(results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -911,20 +1012,33 @@ def verdicts(results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     for size, figures in results.items():
         scenarios = figures["scenarios"]
         for key, against, minimum, sizes in TARGETS:
-            value = ratio(scenarios.get(key, {}).get("ours"), scenarios.get(key, {}).get(against))
-            if value is not None and (not sizes or size in sizes):
-                target = f"{key} >= {minimum}x {against}"
-                found.append(
-                    {"size": size, "target": target, "value": value, "met": value >= minimum}
-                )
+            if not sizes or size in sizes:
+                value = compare(scenarios, key, "ours", against)
+                found += verdict(size, f"{key} >= {minimum}x {against}", value, minimum)
         if "get_by_id" in scenarios:
             p99 = scenarios["get_by_id"]["ours"]["latency_ms"].get("99")
             target = f"p99 of GET by id < {P99_TARGET_MS} ms"
             found.append({"size": size, "target": target, "value": p99, "met": p99 < P99_TARGET_MS})
+        for key, server, against, minimum in SIDE_TARGETS:
+            value = compare(scenarios, key, server, against)
+            found += verdict(size, f"{key}: {server} >= {minimum}x {against}", value, minimum)
     return found
 
 
-def preamble(options: Options, wrk: str) -> str:
+def compare(scenarios: dict[str, Any], key: str, server: str, against: str) -> float | None:
+    """server/against in req/s on scenario `key`; None unless both were measured."""
+    results = scenarios.get(key, {})
+    return ratio(results.get(server), results.get(against))
+
+
+def verdict(size: int, target: str, value: float | None, minimum: float) -> list[dict[str, Any]]:
+    """The target's verdict when it was measured; none otherwise."""
+    if value is None:
+        return []
+    return [{"size": size, "target": target, "value": value, "met": value >= minimum}]
+
+
+def preamble(options: Options, wrk: str, sign_in: SignIn | None) -> str:
     settings = ", ".join(f"{name}={value}" for name, value in PG_SETTINGS.items())
     return "\n".join(
         [
@@ -942,12 +1056,24 @@ def preamble(options: Options, wrk: str) -> str:
             "driver ceiling: bare Starlette + asyncpg pool of the same size, one fetchrow of "
             "the same statement as ours (p.wire by id), the same uvicorn flags; GET by id on "
             f"ours and on the ceiling alternate for {options.rounds} rounds, median of each",
+            signed_in_line(sign_in),
             "json-server 0.17.4: its defaults (request log on, to a file)",
             "req/s: 2xx answers per second (errors: non-2xx answers and socket errors)",
             "other: CPU share of the machine used meanwhile outside our processes (other "
             "people's work, and the kernel's loopback networking: 10-25 % at GET by id's rates);"
             f" measured again when above {NOISY_SHARE:.0%}",
         ]
+    )
+
+
+def signed_in_line(sign_in: SignIn | None) -> str:
+    if sign_in is None:
+        return f"{SIGNED_IN}: skipped (the local OpenID provider needs Node.js and npm)"
+    return (
+        f"{SIGNED_IN}: ours again, with AUTH_MODE=entra trusting a local OpenID provider "
+        "(scripts/localoidc.py, one per run); wrk sends one user's bearer token on every "
+        "request (verified once, then cached); GET by id only, its rounds alternating with "
+        "ours and the ceiling"
     )
 
 
@@ -967,7 +1093,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "quiet machine before each measurement")  # fmt: skip
     parser.add_argument("--retries", type=int, default=2, help="when other processes were busy")
     parser.add_argument("--rounds", type=int, default=3, help="GET by id: alternate rounds of "
-                        "ours and the ceiling, median of each")  # fmt: skip
+                        "ours, the ceiling and signed-in, median of each")  # fmt: skip
     parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     scenarios = tuple(args.scenarios.split(","))
@@ -995,16 +1121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     wrk = ensure_wrk()
     bin_js = None if options.skip_json_server else ensure_json_server()
-    print(preamble(options, wrk), flush=True)
     results: dict[int, dict[str, Any]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="benchmark-") as scratch,
+        identity_provider(pathlib.Path(scratch)) as sign_in,
         postgres(pathlib.Path(scratch)) as cluster,
     ):
+        print(preamble(options, wrk, sign_in), flush=True)
         roots = (os.getpid(), postmaster_pid(cluster))
         load = Load(wrk, options.threads, pathlib.Path(scratch), roots)
         for size in options.sizes:
-            results[size] = run_size(size, cluster, load, bin_js, options)
+            results[size] = run_size(size, cluster, load, bin_js, options, sign_in=sign_in)
             print(table(size, results[size], options), flush=True)
     found = verdicts(results)
     print("\ntargets:")
@@ -1033,6 +1160,6 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (BenchmarkError, localpg.LocalPgError) as error:
+    except (BenchmarkError, localpg.LocalPgError, localoidc.ProviderFailed) as error:
         say(f"error: {error}")
         sys.exit(1)
