@@ -17,7 +17,20 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api import auth, handlers, keys, logs, middleware, openapi, patients, query, store, users
+from api import (
+    audit,
+    auth,
+    handlers,
+    keys,
+    logs,
+    middleware,
+    openapi,
+    paging,
+    patients,
+    query,
+    store,
+    users,
+)
 from api.responses import ApiError, error_response
 from api.settings import Settings
 
@@ -71,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/me", handlers.me, methods=["GET"]),
             Route("/users", handlers.list_users, methods=["GET"]),
             Route("/users/{id}", handlers.update_user, methods=["PATCH"]),
+            Route("/audit", handlers.list_audit, methods=["GET"]),
             Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
             Route("/docs", handlers.docs, methods=["GET"]),
             Mount("/docs/assets", StaticFiles(directory=_swagger_ui_assets())),
@@ -85,7 +99,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: _http_error,
             patients.InvalidPatient: _invalid_patient,
             query.InvalidQuery: _invalid_query,
-            users.InvalidPage: _invalid_query,
+            paging.InvalidPage: _invalid_query,
+            audit.InvalidAuditQuery: _invalid_query,
             users.InvalidUserChange: _invalid_user_change,
             store.DuplicatePatient: _duplicate_patient,
         },
@@ -176,7 +191,7 @@ async def _invalid_patient(request: Request, error: Exception) -> Response:
 
 
 async def _invalid_query(request: Request, error: Exception) -> Response:
-    assert isinstance(error, (query.InvalidQuery, users.InvalidPage))
+    assert isinstance(error, (query.InvalidQuery, paging.InvalidPage, audit.InvalidAuditQuery))
     return error_response(ApiError(400, "INVALID_QUERY", str(error)))
 
 

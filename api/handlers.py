@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from api import auth, patients, query, store, users
+from api import audit, auth, paging, patients, query, store, users
 from api.responses import ApiError, JSONResponse
 from api.settings import Settings
 
@@ -76,7 +77,7 @@ class PatientReader:
 
 async def create_patient(request: Request) -> Response:
     row = patients.to_row(await _json_object(request))
-    body = await store.insert_patient(_db(request), row)
+    body = await store.insert_patient(_db(request), row, _audit(request))
     location = request.url_for("patient", id=str(json.loads(body)["id"]))
     headers = {"Location": str(location), "Access-Control-Expose-Headers": "Location"}
     return _record(body, status_code=201, headers=headers)
@@ -84,15 +85,13 @@ async def create_patient(request: Request) -> Response:
 
 async def replace_patient(request: Request) -> Response:
     row = patients.replacement(await _json_object(request))
-    check = _if_match(request)
-    if check is None:
-        return _record(_found(await store.replace_patient(_db(request), _item_id(request), row)))
+    check = _if_match(request) or (lambda current: None)
 
     def change(current: str) -> patients.PatientRow:
         check(current)
         return row
 
-    return _record(_found(await store.update_patient(_db(request), _item_id(request), change)))
+    return await _changed(request, change, "replace")
 
 
 async def update_patient(request: Request) -> Response:
@@ -103,14 +102,34 @@ async def update_patient(request: Request) -> Response:
         check(current)
         return patients.merge(json.loads(current), changes)
 
-    return _record(_found(await store.update_patient(_db(request), _item_id(request), change)))
+    return await _changed(request, change, "update")
+
+
+async def _changed(
+    request: Request, change: Callable[[str], patients.PatientRow], action: str
+) -> Response:
+    body = await store.update_patient(
+        _db(request), _item_id(request), change, _audit(request), action
+    )
+    return _record(_found(body))
 
 
 async def delete_patient(request: Request) -> Response:
     auth.require(request.scope, auth.DELETE)
-    if not await store.delete_patient(_db(request), _item_id(request), _if_match(request)):
+    deleted = await store.delete_patient(
+        _db(request), _item_id(request), _audit(request), _if_match(request)
+    )
+    if not deleted:
         raise _not_found()
     return _json("{}")  # json-server answers 200 with an empty object, not 204
+
+
+def _audit(request: Request) -> store.Audit | None:
+    """Who changes a record, for its audit event; None when the audit trail is off."""
+    settings: Settings = request.app.state.settings
+    if not settings.audit_trail:
+        return None
+    return store.Audit(auth.caller(request.scope).user_id, request.scope["state"]["request_id"])
 
 
 def etag(body: str) -> str:
@@ -161,10 +180,38 @@ async def me(request: Request) -> Response:
 
 async def list_users(request: Request) -> Response:
     auth.require(request.scope, auth.ADMINISTER)
-    offset, limit = users.page(request.scope["query_string"].decode("latin-1"))
-    rows, total = await store.list_users(_db(request), offset, limit)
-    body = [users.to_wire(row) for row in rows]
-    return JSONResponse(body, headers={"X-Total-Count": str(total)})
+    params = _params(request)
+    wanted = paging.page(params)
+    rows, total = await store.list_users(_db(request), wanted.offset, wanted.size)
+    return _paged([users.to_wire(row) for row in rows], request, params, wanted, total)
+
+
+async def list_audit(request: Request) -> Response:
+    """GET /audit: the trail, newest first, filtered and paged (administrators only)."""
+    auth.require(request.scope, auth.ADMINISTER)
+    params = _params(request)
+    wanted = audit.parse(params)
+    rows, total = await store.list_audit(_db(request), wanted.filters, wanted.page)
+    return _paged([audit.to_wire(row) for row in rows], request, params, wanted.page, total)
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    return urllib.parse.parse_qs(request.scope["query_string"].decode("latin-1"))
+
+
+def _paged(
+    body: list[dict[str, Any]],
+    request: Request,
+    params: dict[str, list[str]],
+    page: paging.Page,
+    total: int,
+) -> Response:
+    headers = {
+        "X-Total-Count": str(total),
+        "Link": paging.links(request.url.path, params, page, total),
+        "Access-Control-Expose-Headers": "X-Total-Count, Link",
+    }
+    return JSONResponse(body, headers=headers)
 
 
 async def update_user(request: Request) -> Response:

@@ -126,12 +126,14 @@ class EdgeMiddleware:
                     failure = self.failure_response(error, request_id)
                     await failure(scope, receive, respond)
         finally:
+            caller = scope["state"].get("caller")  # api.auth.Caller, set by sign-in
             logs.access(
                 scope["method"],
                 scope["path"],
                 status,
                 round((time.perf_counter() - started_at) * 1000, 2),
                 request_id,
+                user_id=None if caller is None else caller.user_id,
             )
 
     def _allow(self, origin: str) -> list[tuple[bytes, bytes]]:

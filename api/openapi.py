@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import patients
+from api import audit, patients
 
 JSON = "application/json"
 ERROR_CODES = (
@@ -112,6 +112,7 @@ def _document(version: str) -> dict[str, Any]:
             "/me": {"get": _me_operation()},
             "/users": {"get": _users_operation()},
             "/users/{id}": {"parameters": [_id_parameter()], "patch": _user_change_operation()},
+            "/audit": {"get": _audit_operation()},
         },
         "components": {"schemas": _schemas(), "responses": _error_responses()},
     }
@@ -279,6 +280,44 @@ def _users_operation() -> dict[str, Any]:
     }
 
 
+def _audit_operation() -> dict[str, Any]:
+    filters = [
+        ("patientId", "Events of one patient record", {"type": "integer", "minimum": 1}),
+        ("userId", "Events caused by one user", {"type": "integer", "minimum": 1}),
+        ("action", "One kind of event", {"enum": list(audit.ACTIONS)}),
+        ("since", "From this time (inclusive): a date or ISO 8601 time, UTC unless given",
+         {"type": "string"}),
+        ("until", "Before this time (exclusive)", {"type": "string"}),
+        ("_page", "1-based page (default 1)", {"type": "integer", "minimum": 1}),
+        ("_limit", "Page size, 1-500 (default 50)", {"type": "integer", "minimum": 1}),
+    ]  # fmt: skip
+    return {
+        "operationId": "listAuditEvents",
+        "summary": "The audit trail, newest first (administrators only)",
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+            for name, text, schema in filters
+        ],
+        "responses": {
+            "200": {
+                "description": "One page of events",
+                "headers": {
+                    "X-Total-Count": {
+                        "description": "Matching events",
+                        "schema": {"type": "string"},
+                    },
+                    "Link": {
+                        "description": "first/prev/next/last pages",
+                        "schema": {"type": "string"},
+                    },
+                },
+                "content": {JSON: {"schema": {"type": "array", "items": _ref("AuditEvent")}}},
+            },
+            **_errors("400", "401", "403", "503"),
+        },
+    }
+
+
 def _user_change_operation() -> dict[str, Any]:
     return {
         "operationId": "updateUser",
@@ -324,6 +363,32 @@ def _user_schemas() -> dict[str, Any]:
                 "createdAt": moment,
                 "updatedAt": moment,
                 "lastSeenAt": moment,
+            },
+        },
+        "AuditEvent": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "occurredAt": moment,
+                "action": {"enum": list(audit.ACTIONS)},
+                "patientId": {"type": ["integer", "null"]},
+                "user": {
+                    "description": "Who made the change; null when anonymous or an import",
+                    "type": ["object", "null"],
+                    "properties": {"id": {"type": "integer"}, "displayName": text},
+                },
+                "requestId": text,
+                "changes": {
+                    "description": "Each changed field: {before, after}",
+                    "type": "object",
+                    "additionalProperties": {"type": "object"},
+                },
+                "before": {"type": ["object", "null"], "description": "The record before"},
+                "after": {"type": ["object", "null"], "description": "The record after"},
+                "importRun": {
+                    "description": "For an import: its run id, mode, source file and counts",
+                    "type": "object",
+                },
             },
         },
         "UserChange": {

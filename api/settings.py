@@ -44,6 +44,7 @@ class Settings:
     allow_anonymous_access: bool = False
     entra: EntraSettings | None = None
     admin_object_ids: frozenset[str] = frozenset()
+    audit_trail: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -71,6 +72,7 @@ class Settings:
             ),
             entra=EntraSettings.from_environ(environ) if auth_mode == "entra" else None,
             admin_object_ids=frozenset(_guids("ADMIN_OBJECT_IDS", get("ADMIN_OBJECT_IDS", ""))),
+            audit_trail=_bool("AUDIT_TRAIL", get("AUDIT_TRAIL", "true")),
         )
         settings.check()
         return settings
@@ -109,6 +111,8 @@ class Settings:
             )
         if self.entra is not None:
             self.entra.check_production()
+        if not self.audit_trail:
+            raise SettingsError("AUDIT_TRAIL=false is for development only, not APP_ENV=production")
 
 
 @dataclasses.dataclass(frozen=True)

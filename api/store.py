@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 import asyncpg
 from databases import Database
 
-from api import patients, query, sqlquery, tokens
+from api import paging, patients, query, sqlquery, tokens
 from api.settings import Settings
 
 T = TypeVar("T")
@@ -38,8 +39,23 @@ AUTO_ID_ATTEMPTS = 3
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
 UPDATE_PATIENT = (
     f"UPDATE patients AS p SET ({INSERT_COLUMNS}) = ROW({INSERT_VALUES}) "
-    "WHERE p.id = :id RETURNING p.wire"
+    "WHERE p.id = :id RETURNING p.id, p.wire"
 )
+DELETE_PATIENT = "DELETE FROM patients WHERE id = :id RETURNING id, wire"
+# Each write of a patient and its audit event are one statement (a data-modifying WITH): one
+# round trip, one atomic change; a write that fails leaves no event and an event that cannot be
+# written fails the write. `before` is read in the statement's snapshot: the record as it was
+# (update_patient holds its row lock).
+WRITE = "WITH written AS ({write}){event}\nSELECT w.{answer} FROM written AS w"
+EVENT = """,
+event AS (
+    INSERT INTO audit_events (user_id, action, patient_id, before, after, request_id)
+    SELECT CAST(:audit_user AS bigint), '{action}', w.id, {before}, {after},
+           CAST(:audit_request AS text)
+    FROM written AS w
+)"""
+BEFORE = "(SELECT CAST(o.wire AS jsonb) FROM patients AS o WHERE o.id = w.id)"
+AFTER = WIRE = "CAST(w.wire AS jsonb)"
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -61,6 +77,27 @@ class DuplicatePatient(Exception):
     def __init__(self, field: str) -> None:
         self.field = field
         super().__init__(f"a patient with this {field} already exists")
+
+
+@dataclasses.dataclass(frozen=True)
+class Audit:
+    """Who made a change and in which request, for its audit event; `user_id` None: anonymous."""
+
+    user_id: int | None
+    request_id: str | None
+
+
+def _write(
+    write: str, action: str, audit: Audit | None, *, before: str = "NULL", after: str = "NULL"
+) -> tuple[str, dict[str, Any]]:
+    """`write` (it RETURNs id and wire) with its audit event (none with AUDIT_TRAIL=false, a
+    development setting), and the event's parameters."""
+    answer = "id" if action == "delete" else "wire"
+    if audit is None:
+        return WRITE.format(write=write, event="", answer=answer), {}
+    event = EVENT.format(action=action, before=before, after=after)
+    params = {"audit_user": audit.user_id, "audit_request": audit.request_id}
+    return WRITE.format(write=write, event=event, answer=answer), params
 
 
 def open_database(settings: Settings) -> Database:
@@ -161,15 +198,16 @@ async def _read(db: Database, sql: str, *params: Any) -> asyncpg.Record | None:
     return row
 
 
-async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
+async def insert_patient(db: Database, patient: patients.PatientRow, audit: Audit | None) -> str:
     """Insert; a record sent with an id keeps it and moves the sequence past it. A record
     without one takes the sequence's next id, which a concurrent explicit id (or rows written
     around the sequence) may already hold: then the sequence is moved past every stored id and
     the insert retried, so a client that sent no id never gets a 409 for an id it did not pick."""
+    sql, params = _write(_insert_sql(patient), "create", audit, after=AFTER)
     for attempt in range(1, AUTO_ID_ATTEMPTS + 1):
         try:
             async with db.transaction():
-                stored: str = await _unique(db.fetch_val(_insert_sql(patient), _params(patient)))
+                stored: str = await _unique(db.fetch_val(sql, {**params, **_params(patient)}))
                 if patient.id is not None:
                     await db.execute(ADVANCE_ID_SEQUENCE)
             break
@@ -181,41 +219,38 @@ async def insert_patient(db: Database, patient: patients.PatientRow) -> str:
     return stored
 
 
-async def replace_patient(
-    db: Database, patient_id: int, patient: patients.PatientRow
-) -> str | None:
-    """PUT: every field replaced; the record's id and list position stay. None when missing."""
-    value: str | None = await _unique(
-        db.fetch_val(UPDATE_PATIENT, {**_params(patient), "id": patient_id})
-    )
-    return value
-
-
 async def update_patient(
-    db: Database, patient_id: int, change: Callable[[str], patients.PatientRow]
+    db: Database,
+    patient_id: int,
+    change: Callable[[str], patients.PatientRow],
+    audit: Audit | None,
+    action: str = "update",
 ) -> str | None:
     """Read the record's JSON under a row lock, let `change` build the new row (it may raise
-    to refuse), write it. Concurrent updates of one record queue up; none is lost."""
+    to refuse), write it (`action`: "update" for PATCH, "replace" for PUT). Concurrent updates
+    of one record queue up; none is lost. None when there is no such record."""
     async with db.transaction():
         current = await _locked(db, patient_id)
         if current is None:
             return None
-        return await replace_patient(db, patient_id, change(current))
+        row = change(current)
+        sql, params = _write(UPDATE_PATIENT, action, audit, before=BEFORE, after=AFTER)
+        value: str = await _unique(db.fetch_val(sql, {**params, **_params(row), "id": patient_id}))
+    return value
 
 
 async def delete_patient(
-    db: Database, patient_id: int, check: Callable[[str], None] | None = None
+    db: Database, patient_id: int, audit: Audit | None, check: Callable[[str], None] | None = None
 ) -> bool:
     """Delete the record; `check` sees its JSON under a row lock first and may raise to refuse."""
+    sql, params = _write(DELETE_PATIENT, "delete", audit, before=WIRE)
     async with db.transaction():
         if check is not None:
             current = await _locked(db, patient_id)
             if current is None:
                 return False
             check(current)
-        deleted = await db.fetch_val(
-            "DELETE FROM patients WHERE id = :id RETURNING id", {"id": patient_id}
-        )
+        deleted = await db.fetch_val(sql, {**params, "id": patient_id})
     return deleted is not None
 
 
@@ -271,9 +306,12 @@ class _BoundedPool:
 def _insert_sql(patient: patients.PatientRow) -> str:
     """The INSERT of one record, answering its stored JSON (the generated `wire` column)."""
     if patient.id is None:
-        return f"INSERT INTO patients ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) RETURNING wire"
+        return (
+            f"INSERT INTO patients ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) RETURNING id, wire"
+        )
     return (
-        f"INSERT INTO patients (id, {INSERT_COLUMNS}) VALUES (:id, {INSERT_VALUES}) RETURNING wire"
+        f"INSERT INTO patients (id, {INSERT_COLUMNS}) VALUES (:id, {INSERT_VALUES}) "
+        "RETURNING id, wire"
     )
 
 
@@ -362,3 +400,48 @@ async def set_admin(db: Database, user_id: int, is_admin: bool) -> dict[str, Any
         {"id": user_id, "is_admin": is_admin},
     )
     return None if row is None else dict(row._mapping)
+
+
+# --- audit trail (migration 0009) ----------------------------------------------------------
+# GET /audit's filters: a fixed piece of SQL per whitelisted column, every value bound.
+AUDIT_CONDITIONS = {
+    "patient_id": "e.patient_id = ${}",
+    "user_id": "e.user_id = ${}",
+    "action": "e.action = ${}",
+    "since": "e.occurred_at >= ${}",
+    "until": "e.occurred_at < ${}",
+}
+SELECT_AUDIT = """SELECT e.id, e.occurred_at, e.action, e.patient_id, e.user_id, u.display_name,
+       e.request_id, e.before::text AS before, e.after::text AS after, e.import_run_id,
+       e.details::text AS details
+FROM audit_events AS e LEFT JOIN users AS u ON u.id = e.user_id"""
+
+
+def audit_statements(
+    filters: tuple[tuple[str, Any], ...], page: paging.Page
+) -> tuple[str, str, list[Any]]:
+    """The page's SQL, the count's SQL, and their values (the page's end with size, offset)."""
+    where = " AND ".join(
+        AUDIT_CONDITIONS[column].format(number) for number, (column, _) in enumerate(filters, 1)
+    )
+    where = f" WHERE {where}" if where else ""
+    values = [value for _, value in filters]
+    last = len(values)
+    listed = f"{SELECT_AUDIT}{where} ORDER BY e.id DESC LIMIT ${last + 1} OFFSET ${last + 2}"
+    return (
+        listed,
+        f"SELECT count(*) FROM audit_events AS e{where}",
+        [*values, page.size, page.offset],
+    )
+
+
+async def list_audit(
+    db: Database, filters: tuple[tuple[str, Any], ...], page: paging.Page
+) -> tuple[list[asyncpg.Record], int]:
+    """One page of audit events matching every filter, newest first, and how many match."""
+    listed, counted, values = audit_statements(filters, page)
+    pool: _BoundedPool = db._backend._pool  # see connect()
+    async with pool.acquire() as connection:
+        rows: list[asyncpg.Record] = await connection.fetch(listed, *values)
+        total: int = await connection.fetchval(counted, *values[:-2])
+    return rows, total

@@ -180,6 +180,19 @@ DELETE_REJECTED = """DELETE FROM patients AS p USING import_staging AS s
 SET_STORAGE_ORDER = "SELECT setval(pg_get_serial_sequence('patients', 'storage_order'), $1)"
 
 
+# The run and its one audit event (not one per row), in one statement.
+LOG_RUN = """WITH run AS (
+    INSERT INTO import_runs (source, mode, counts) VALUES ($1, $2, $3) RETURNING id
+),
+event AS (
+    INSERT INTO audit_events (action, import_run_id, details)
+    SELECT 'import', run.id, jsonb_build_object('mode', $2::text, 'source', $1::text,
+                                                'counts', $3::jsonb)
+    FROM run
+)
+SELECT id FROM run"""
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What happened to one staged record (rejected ones carry their verbatim text)."""
@@ -300,13 +313,9 @@ class Import:
         return int(status.rsplit(maxsplit=1)[-1])
 
     async def log(self, source: str, mode: str, counts: dict[str, int]) -> int:
-        """Record the run and keep every rejected record, verbatim; returns the run's id."""
-        run_id: int = await self.connection.fetchval(
-            "INSERT INTO import_runs (source, mode, counts) VALUES ($1, $2, $3) RETURNING id",
-            source,
-            mode,
-            json.dumps(counts),
-        )
+        """Record the run, its one audit event, and every rejected record, verbatim; returns the
+        run's id."""
+        run_id: int = await self.connection.fetchval(LOG_RUN, source, mode, json.dumps(counts))
         if counts.get("rejected", 0):  # else a scan of every staged row for nothing
             await self.connection.execute(
                 "INSERT INTO import_rejects (run_id, position, reason, record)"

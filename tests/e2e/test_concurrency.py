@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from localpg import free_port
 from tests.e2e.processes import running, venv_env, wait_for_health
+from tests.integration.helpers import query
 
 WRITERS = 100
 
@@ -35,7 +37,13 @@ def patient(number: int, **overrides: Any) -> dict[str, Any]:
     return {"patientID": f"C{number:04d}", "name": f"Concurrent {number}", **overrides}
 
 
-def test_racing_creates_of_one_patient_id_let_exactly_one_win(api: str) -> None:
+def events(url: str) -> list[dict[str, Any]]:
+    return query(url, "SELECT action, patient_id, before, after FROM audit_events ORDER BY id")
+
+
+def test_racing_creates_of_one_patient_id_let_exactly_one_win(
+    api: str, migrated_database_url: str
+) -> None:
     with httpx2.Client(
         base_url=api, timeout=60, limits=httpx2.Limits(max_connections=WRITERS)
     ) as c:
@@ -44,6 +52,9 @@ def test_racing_creates_of_one_patient_id_let_exactly_one_win(api: str) -> None:
 
     assert Counter(response.status_code for response in responses) == {201: 1, 409: WRITERS - 1}
     assert len(stored) == 1
+    assert [(event["action"], event["after"]) for event in events(migrated_database_url)] == [
+        ("create", stored[0])
+    ]
 
 
 def test_concurrent_creates_of_distinct_patients_all_land(api: str) -> None:
@@ -58,7 +69,9 @@ def test_concurrent_creates_of_distinct_patients_all_land(api: str) -> None:
     assert {record["patientID"] for record in stored} == {f"C{n:04d}" for n in range(WRITERS)}
 
 
-def test_concurrent_patches_of_one_record_lose_nothing(api: str) -> None:
+def test_concurrent_patches_of_one_record_lose_nothing(
+    api: str, migrated_database_url: str
+) -> None:
     with httpx2.Client(
         base_url=api, timeout=60, limits=httpx2.Limits(max_connections=WRITERS)
     ) as c:
@@ -68,9 +81,16 @@ def test_concurrent_patches_of_one_record_lose_nothing(api: str) -> None:
 
     assert {response.status_code for response in responses} == {200}
     assert all(record[f"note{n}"] == n for n in range(WRITERS))
+    # One event each, in commit order: every event starts from the record the previous left.
+    trail = events(migrated_database_url)
+    assert [event["action"] for event in trail] == ["create"] + ["update"] * WRITERS
+    assert all(later["before"] == earlier["after"] for earlier, later in itertools.pairwise(trail))
+    assert trail[-1]["after"] == record
 
 
-def test_concurrent_patches_with_one_if_match_let_exactly_one_win(api: str) -> None:
+def test_concurrent_patches_with_one_if_match_let_exactly_one_win(
+    api: str, migrated_database_url: str
+) -> None:
     with httpx2.Client(
         base_url=api, timeout=60, limits=httpx2.Limits(max_connections=WRITERS)
     ) as c:
@@ -84,3 +104,4 @@ def test_concurrent_patches_with_one_if_match_let_exactly_one_win(api: str) -> N
     assert statuses == {200: 1, 412: WRITERS - 1}
     winner = next(response for response in responses if response.status_code == 200)
     assert record == winner.json()
+    assert [event["action"] for event in events(migrated_database_url)] == ["create", "update"]

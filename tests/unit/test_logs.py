@@ -89,13 +89,13 @@ def test_an_exception_is_logged_with_its_traceback() -> None:
 
 
 def access_record(
-    method: str, path: str, status: int, duration_ms: float, request_id: str
+    method: str, path: str, status: int, duration_ms: float, request_id: str, *, user_id: int | None
 ) -> logs.AccessRecord:
     record = logs.AccessRecord(
         "api.access", logging.INFO, "", 0, logs.ACCESS_MESSAGE, (method, path, status), None
     )
     for name, value in zip(
-        logs.ACCESS_FIELDS, (method, path, status, duration_ms, request_id), strict=True
+        logs.ACCESS_FIELDS, (method, path, status, duration_ms, request_id, user_id), strict=True
     ):
         setattr(record, name, value)
     return record
@@ -107,12 +107,20 @@ def access_record(
     status=st.integers(100, 599),
     duration_ms=st.floats(min_value=0, max_value=1e9, allow_nan=False),
     request_id=st.text(),
+    user_id=st.none() | st.integers(1, 2**63 - 1),
     created=st.floats(0, 4e9),
 )
 def test_an_access_line_is_the_generic_line_character_for_character(
-    *, method: str, path: str, status: int, duration_ms: float, request_id: str, created: float
+    *,
+    method: str,
+    path: str,
+    status: int,
+    duration_ms: float,
+    request_id: str,
+    user_id: int | None,
+    created: float,
 ) -> None:
-    record = access_record(method, path, status, duration_ms, request_id)
+    record = access_record(method, path, status, duration_ms, request_id, user_id=user_id)
     record.created = created
     formatter = JsonFormatter()
 
@@ -124,13 +132,14 @@ def test_an_access_line_is_the_generic_line_character_for_character(
 
 def test_access_logs_the_line_the_generic_call_logged(capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure("INFO")
-    logs.access("GET", '/patients/"1"\\n\x07é', 200, 1.5, "abc")
+    logs.access("GET", '/patients/"1"\\n\x07é', 200, 1.5, "abc", user_id=42)
     fields = {
         "method": "GET",
         "path": '/patients/"1"\\n\x07é',
         "status": 200,
         "duration_ms": 1.5,
         "request_id": "abc",
+        "user_id": 42,
     }
     logs.ACCESS.info(logs.ACCESS_MESSAGE, "GET", fields["path"], 200, extra=fields)
 
