@@ -224,6 +224,37 @@ def test_get_audit_filters_pages_and_names_users(
     assert len(api.get("/audit", params={"since": earlier}, headers=admin).json()) == 6
 
 
+def test_the_trail_tells_the_story_of_two_users_and_an_import(
+    migrated_database_url: str, oidc: localoidc.RunningProvider
+) -> None:
+    seeded = run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+    assert seeded.returncode == 0, seeded.stderr
+    reader, admin = bearer(oidc.token("reader")), bearer(oidc.token("admin"))
+    entra = entra_settings_for(oidc.authority_host)
+    with client_for(migrated_database_url, auth_mode="entra", entra=entra) as api:
+        created = api.post("/patients", json=make_patient(), headers=reader).json()
+        api.patch("/patients/1", json={"medicalCondition": "Recovered"}, headers=reader)
+        api.delete("/patients/2", headers=admin)
+        replaced = api.put("/patients/3", json=make_patient(patientID="P003b"), headers=admin)
+        story = api.get("/audit", headers=admin).json()
+
+    assert [(e["action"], e["patientId"], (e["user"] or {}).get("displayName")) for e in story] == [
+        ("replace", 3, "Ada Admin"),
+        ("delete", 2, "Ada Admin"),
+        ("update", 1, "Rita Reader"),
+        ("create", created["id"], "Rita Reader"),
+        ("import", None, None),
+    ]
+    assert story[0]["before"] == SAMPLE[2]
+    assert story[0]["after"] == replaced.json()
+    assert story[1]["before"] == SAMPLE[1]
+    assert story[2]["changes"] == {
+        "medicalCondition": {"before": SAMPLE[0]["medicalCondition"], "after": "Recovered"}
+    }
+    assert story[3]["after"] == created
+    assert story[4]["importRun"]["counts"]["inserted"] == len(SAMPLE)
+
+
 @pytest.mark.parametrize(
     "query_string",
     ["patientId=abc", "action=rewrite", "since=yesterday", "userId=0", "sort=id", "_page=0"],
