@@ -5,6 +5,8 @@ migrations, N deterministic patients loaded with COPY, the same records as a db.
 json-server, our API started exactly as production starts it (`sh docker/serve`), and wrk.
 GET by id also runs on our API signed in (AUTH_MODE=entra, trusting a local OpenID provider from
 scripts/localoidc.py, a user's bearer token on every request); that needs Node.js and npm.
+POST and PATCH also run on our API without its audit trail (AUDIT_TRAIL=false), on its own copy
+of the same database, to show what writing an audit event with every change costs.
 It prints figures, checks them against the targets and saves them as JSON; it asserts nothing.
 
     .venv/bin/python scripts/benchmark.py [--sizes 1000,10000,100000] [--duration 10]
@@ -81,7 +83,14 @@ PAGE_SIZE = 20
 SIGNED_IN = "signed-in"  # our API with AUTH_MODE=entra, called with a user's bearer token
 SIGNED_IN_USER = "reader"
 TOKEN_TTL_SECONDS = 6 * 3600  # the one token of a run must outlive the run
-ROUNDS = ("ours", "ceiling", SIGNED_IN)  # GET by id, alternately, in this order
+UNAUDITED = "unaudited"  # our API with AUDIT_TRAIL=false, on its own copy of the database
+UNAUDITED_ENV = {"AUDIT_TRAIL": "false"}
+# The servers measured alternately, in this order, for --rounds rounds (median of each).
+ROUNDS = {
+    "get_by_id": ("ours", "ceiling", SIGNED_IN),
+    "post": ("ours", UNAUDITED),
+    "patch": ("ours", UNAUDITED),
+}
 
 SEED = 20261122
 FIRST_NAMES = (
@@ -230,8 +239,12 @@ TARGETS = (
     ("patch", "json-server", 50.0, (100_000,)),
     ("whole_list", "json-server", 2.0, (10_000, 100_000)),
 )
-# (scenario, server, against, minimum server/against) at every size: servers besides ours
-SIDE_TARGETS = (("get_by_id", SIGNED_IN, "ours", 0.8),)
+# (scenario, server, against, minimum server/against) at every size: servers besides json-server
+SIDE_TARGETS = (
+    ("get_by_id", SIGNED_IN, "ours", 0.8),
+    ("post", "ours", UNAUDITED, 0.7),
+    ("patch", "ours", UNAUDITED, 0.7),
+)
 P99_TARGET_MS = 10.0
 
 CEILING_APP = '''
@@ -410,13 +423,18 @@ def postmaster_pid(cluster: localpg.Cluster) -> int:
 
 
 @contextlib.contextmanager
-def database(cluster: localpg.Cluster, name: str) -> Iterator[str]:
-    """A new database with every migration applied; dropped afterwards."""
+def database(cluster: localpg.Cluster, name: str, template: str | None = None) -> Iterator[str]:
+    """A new database with every migration applied, or a copy of `template` (nobody may be
+    connected to it meanwhile); dropped afterwards."""
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(cluster.url(), autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        connection.execute(create)
     url = cluster.url(name)
     try:
-        runner.apply(url)
+        if template is None:
+            runner.apply(url)
         yield url
     finally:
         with psycopg.connect(cluster.url(), autocommit=True) as connection:
@@ -513,17 +531,31 @@ def python_env(database_url: str, port: int) -> dict[str, str]:
 
 
 def our_api(
-    database_url: str, workdir: pathlib.Path, sign_in: SignIn | None = None
+    database_url: str,
+    workdir: pathlib.Path,
+    name: str = "ours",
+    settings: dict[str, str] | None = None,
+    headers: Headers = (),
 ) -> contextlib.AbstractContextManager[Server]:
     """Our API as production starts it: `docker/serve`, one uvicorn worker, JSON access log;
-    with `sign_in`, the same with AUTH_MODE=entra, called with a user's bearer token."""
+    `settings` add to (or override) its environment, `headers` go with every request."""
     port = localpg.free_port()
-    env = python_env(database_url, port)
-    if sign_in is None:
-        return serving("ours", ["sh", "docker/serve"], port, env, workdir / "ours.log")
-    env |= sign_in.env
-    log = workdir / f"{SIGNED_IN}.log"
-    return serving(SIGNED_IN, ["sh", "docker/serve"], port, env, log, headers=sign_in.headers)
+    env = python_env(database_url, port) | (settings or {})
+    log = workdir / f"{name}.log"
+    return serving(name, ["sh", "docker/serve"], port, env, log, headers=headers)
+
+
+@contextlib.contextmanager
+def unaudited_api(
+    cluster: localpg.Cluster, template: str, workdir: pathlib.Path
+) -> Iterator[Server]:
+    """Our API with AUDIT_TRAIL=false on its own copy of `template`: its writes start from the
+    same rows as ours and never share a table with them."""
+    started = time.monotonic()
+    with database(cluster, f"{template}_{UNAUDITED}", template) as url:
+        say(f"{template} copied for {UNAUDITED} in {time.monotonic() - started:.1f} s")
+        with our_api(url, workdir, UNAUDITED, UNAUDITED_ENV) as server:
+            yield server
 
 
 def ceiling_app(
@@ -800,14 +832,21 @@ def check_alike(servers: Sequence[Server], scenario: Scenario) -> str:
 
 
 def measure(
-    load: Load, server: Server, scenario: Scenario, *, size: int, options: Options
+    load: Load,
+    server: Server,
+    scenario: Scenario,
+    *,
+    size: int,
+    options: Options,
+    round_number: int = 0,
 ) -> Measurement:
-    """Warm up, then measure; again (up to --retries) when other processes were busy."""
+    """Warm up, then measure; again (up to --retries) when other processes were busy. The tag
+    of POSTed patientIDs names the server, the round and the attempt: none is POSTed twice."""
     connections = connections_for(scenario, size, options)
     best: Measurement | None = None
     for attempt in range(options.retries + 1):
         wait_for_quiet(load.roots, options.quiet_wait)
-        tag = f"{server.name[0]}{attempt}"
+        tag = f"{server.name[0]}{round_number}r{attempt}"
         if options.warmup:
             warmup = scenario.lua(size, tag + "w", server.headers)
             load.run(server.url, warmup, connections, options.warmup)
@@ -829,21 +868,21 @@ def measure(
 def run_scenarios(
     size: int, load: Load, servers: dict[str, Server], options: Options
 ) -> dict[str, Any]:
-    """Each scenario on json-server (when there), ours, and for GET by id the driver ceiling
-    and signed-in (when there)."""
-    targets = [servers[name] for name in ("json-server", "ours") if name in servers]
+    """Each scenario on json-server (when there) and ours; where ROUNDS names more servers
+    (the driver ceiling, signed-in, unaudited), ours and those alternately."""
     figures: dict[str, Any] = {"scenarios": {}, "rows": {}, "connections": options.connections}
     for scenario in scenarios_for(size, options):
         if scenario.sample:
             figures["rows"][scenario.key] = check_alike(alike(scenario, servers), scenario)
-        results = {}
-        for server in targets:
-            if scenario is GET_BY_ID and server.name == "ours":
-                continue  # measured in ceiling_rounds
-            say(f"{size:,} patients: {scenario.title} on {server.name}")
-            results[server.name] = measure(load, server, scenario, size=size, options=options)
-        if scenario is GET_BY_ID:
-            results |= ceiling_rounds(load, servers, size, options)
+        alternating = [name for name in ROUNDS.get(scenario.key, ()) if name in servers]
+        results: dict[str, Measurement] = {}
+        for name in ("json-server", "ours"):
+            if name in servers and name not in alternating:
+                say(f"{size:,} patients: {scenario.title} on {name}")
+                results[name] = measure(load, servers[name], scenario, size=size, options=options)
+        if alternating:
+            rounds = [servers[name] for name in alternating]
+            results |= alternate_rounds(load, rounds, scenario, size, options)
         figures["scenarios"][scenario.key] = {
             name: dataclasses.asdict(result) for name, result in results.items()
         }
@@ -857,20 +896,22 @@ def alike(scenario: Scenario, servers: dict[str, Server]) -> list[Server]:
     return [servers[name] for name in names if name in servers]
 
 
-def ceiling_rounds(
-    load: Load, servers: dict[str, Server], size: int, options: Options
+def alternate_rounds(
+    load: Load, servers: Sequence[Server], scenario: Scenario, size: int, options: Options
 ) -> dict[str, Measurement]:
-    """GET by id on ours, the driver ceiling and signed-in (when there), alternately for
-    --rounds rounds; each keeps its median round (by req/s). A single pair of measurements swung
-    from 0.70 to 1.11 between runs on this 2-core machine; alternating spreads the machine's
-    moods over every side."""
-    rounds: dict[str, list[Measurement]] = {name: [] for name in ROUNDS if name in servers}
+    """`scenario` on each of `servers` in turn, for --rounds rounds; each keeps its median round
+    (by req/s). A single pair of measurements of GET by id swung from 0.70 to 1.11 between runs
+    on this 2-core machine; alternating spreads the machine's moods over every side."""
+    rounds: dict[str, list[Measurement]] = {server.name: [] for server in servers}
     for number in range(1, options.rounds + 1):
-        for name, found in rounds.items():
-            say(f"{size:,} patients: GET by id on {name}, round {number} of {options.rounds}")
-            result = measure(load, servers[name], GET_BY_ID, size=size, options=options)
+        for server in servers:
+            title = f"{scenario.title} on {server.name}, round {number} of {options.rounds}"
+            say(f"{size:,} patients: {title}")
+            result = measure(
+                load, server, scenario, size=size, options=options, round_number=number
+            )
             say(f"  {result.ok_per_second:,.0f} req/s, p99 {result.latency_ms.get('99')} ms")
-            found.append(result)
+            rounds[server.name].append(result)
     return {
         name: sorted(found, key=lambda result: result.ok_per_second)[len(found) // 2]
         for name, found in rounds.items()
@@ -889,7 +930,8 @@ def run_size(
     workdir = load.workdir / str(size)
     workdir.mkdir()
     records = generate_patients(size)
-    with database(cluster, f"bench_{size}") as url:
+    name = f"bench_{size}"
+    with database(cluster, name) as url:
         started = time.monotonic()
         asyncio.run(load_patients(url, records))
         loaded = round(time.monotonic() - started, 1)
@@ -900,18 +942,25 @@ def run_size(
             write_db_json(records, workdir / "db.json")
         del records
         with contextlib.ExitStack() as stack:
-            servers = {
-                "ours": stack.enter_context(our_api(url, workdir)),
-                "ceiling": stack.enter_context(ceiling_app(url, workdir)),
-            }
+            servers: dict[str, Server] = {}
+            if unaudited_needed(options):  # copied before anything connects to the original
+                servers[UNAUDITED] = stack.enter_context(unaudited_api(cluster, name, workdir))
+            servers["ours"] = stack.enter_context(our_api(url, workdir))
+            servers["ceiling"] = stack.enter_context(ceiling_app(url, workdir))
             if sign_in is not None:
-                servers[SIGNED_IN] = stack.enter_context(our_api(url, workdir, sign_in))
+                signed_in = our_api(url, workdir, SIGNED_IN, sign_in.env, sign_in.headers)
+                servers[SIGNED_IN] = stack.enter_context(signed_in)
             if bin_js is not None:
                 reference = json_server(bin_js, workdir / "db.json", workdir)
                 servers["json-server"] = stack.enter_context(reference)
             figures = run_scenarios(size, load, servers, options)
     figures["load_seconds"] = loaded
     return figures
+
+
+def unaudited_needed(options: Options) -> bool:
+    """Whether a scenario of this run alternates with the unaudited server (POST, PATCH)."""
+    return any(UNAUDITED in ROUNDS.get(key, ()) for key in options.scenarios)
 
 
 # --- EXPLAIN ------------------------------------------------------------------------------------
@@ -988,21 +1037,31 @@ def table(size: int, figures: dict[str, Any], options: Options) -> str:
             f"{figures['rows'].get(scenario.key, ''):>6} {ours['connections']:>5} {other:>5.0%} "
             f"{errors:>6}"
         )
-        if scenario is GET_BY_ID:
-            ceiling = results["ceiling"]
-            value = ratio(ours, ceiling)
-            lines.append(side_line("driver ceiling", ceiling, value, "ours / driver ceiling"))
-            if signed_in := results.get(SIGNED_IN):
-                value = ratio(signed_in, ours)
-                lines.append(side_line(SIGNED_IN, signed_in, value, f"{SIGNED_IN} / ours"))
+        lines += side_lines(results)
     if "get_by_id" in figures["scenarios"]:
         p99 = figures["scenarios"]["get_by_id"]["ours"]["latency_ms"].get("99")
         lines.append(f"p99 of our GET by id at {options.connections} connections: {p99} ms")
     return "\n".join(lines)
 
 
+def side_lines(results: dict[str, Any]) -> list[str]:
+    """The lines under a scenario for the servers besides json-server and ours."""
+    ours = results["ours"]
+    lines = []
+    if ceiling := results.get("ceiling"):
+        value = ratio(ours, ceiling)
+        lines.append(side_line("driver ceiling", ceiling, value, "ours / driver ceiling"))
+    if signed_in := results.get(SIGNED_IN):
+        value = ratio(signed_in, ours)
+        lines.append(side_line(SIGNED_IN, signed_in, value, f"{SIGNED_IN} / ours"))
+    if unaudited := results.get(UNAUDITED):
+        value = ratio(ours, unaudited)
+        lines.append(side_line(UNAUDITED, unaudited, value, f"ours / {UNAUDITED}"))
+    return lines
+
+
 def side_line(title: str, figure: dict[str, Any], value: float | None, meaning: str) -> str:
-    """A line under GET by id: another server's figures, and a ratio that `meaning` names."""
+    """A line under a scenario: another server's figures, and a ratio that `meaning` names."""
     return f"{'  ' + title:<19} {'':>35}  {cell(figure):>28}  {times(value):>8}  <- {meaning}"
 
 
@@ -1057,6 +1116,7 @@ def preamble(options: Options, wrk: str, sign_in: SignIn | None) -> str:
             "the same statement as ours (p.wire by id), the same uvicorn flags; GET by id on "
             f"ours and on the ceiling alternate for {options.rounds} rounds, median of each",
             signed_in_line(sign_in),
+            unaudited_line(options),
             "json-server 0.17.4: its defaults (request log on, to a file)",
             "req/s: 2xx answers per second (errors: non-2xx answers and socket errors)",
             "other: CPU share of the machine used meanwhile outside our processes (other "
@@ -1077,6 +1137,17 @@ def signed_in_line(sign_in: SignIn | None) -> str:
     )
 
 
+def unaudited_line(options: Options) -> str:
+    if not unaudited_needed(options):
+        return f"{UNAUDITED}: not run (only with the post or patch scenario)"
+    return (
+        f"{UNAUDITED}: ours again, with AUDIT_TRAIL=false (no audit event per write), on its own "
+        "copy of the same database (CREATE DATABASE ... TEMPLATE, before any server connects); "
+        f"POST and PATCH only, their rounds alternating with ours for {options.rounds} rounds, "
+        "median of each"
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="scripts/benchmark.py", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -1092,8 +1163,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--quiet-wait", type=float, default=20, help="max seconds to wait for a "
                         "quiet machine before each measurement")  # fmt: skip
     parser.add_argument("--retries", type=int, default=2, help="when other processes were busy")
-    parser.add_argument("--rounds", type=int, default=3, help="GET by id: alternate rounds of "
-                        "ours, the ceiling and signed-in, median of each")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="alternate rounds, median of "
+                        "each: GET by id on ours, the ceiling and signed-in; POST and PATCH on "
+                        "ours and unaudited")  # fmt: skip
     parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     scenarios = tuple(args.scenarios.split(","))
