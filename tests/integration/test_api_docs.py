@@ -18,6 +18,14 @@ def test_openapi_document_is_valid_openapi_3_1(client: TestClient) -> None:
     validate(document)
 
 
+def test_the_signed_in_document_is_valid_and_declares_the_bearer_scheme() -> None:
+    document = openapi.document("1", signed_in=True)
+    validate(document)
+    assert document["security"] == [{"entraBearer": []}]
+    assert document["paths"]["/patients"]["get"]["responses"]["401"]
+    assert "security" not in openapi.document("1")
+
+
 def test_openapi_describes_every_route_of_the_app(client: TestClient) -> None:
     documented = set(client.get("/openapi.json").json()["paths"])
     served = {
@@ -31,7 +39,7 @@ def test_openapi_describes_every_route_of_the_app(client: TestClient) -> None:
 def test_openapi_lists_every_error_code_the_code_can_answer() -> None:
     sources = "".join(
         (API / f"{name}.py").read_text(encoding="utf-8")
-        for name in ("app", "handlers", "middleware", "responses")
+        for name in ("app", "handlers", "middleware", "responses", "auth")
     )
     raised = set(re.findall(r'"([A-Z]+(?:_[A-Z]+)+)"', sources)) - {"JSON_MEDIA_TYPE"}
     assert raised <= set(openapi.ERROR_CODES)

@@ -4,6 +4,7 @@ PostgreSQL, read by administrators through GET /audit."""
 from __future__ import annotations
 
 import datetime
+import pathlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -253,6 +254,19 @@ def test_the_trail_tells_the_story_of_two_users_and_an_import(
     }
     assert story[3]["after"] == created
     assert story[4]["importRun"]["counts"]["inserted"] == len(SAMPLE)
+
+
+def test_an_export_leaves_the_trail_alone(
+    client: TestClient, migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    client.post("/patients", json=make_patient())
+    before = query(migrated_database_url, EVENTS)
+    exported = run_module(
+        "seed", "export", str(tmp_path / "db.json"), database_url=migrated_database_url
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert query(migrated_database_url, EVENTS) == before
+    assert "audit" not in (tmp_path / "db.json").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
