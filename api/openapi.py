@@ -447,7 +447,13 @@ def _schemas() -> dict[str, Any]:
             "description": "Fields that are not listed are stored and returned verbatim",
             "required": list(patients.REQUIRED),
             "properties": {
-                "id": {"description": "Optional; assigned when left out or falsy"},
+                "id": {
+                    "description": "Optional; assigned when left out or falsy",
+                    "oneOf": [
+                        {"type": "integer", "minimum": 1, "maximum": patients.MAX_CHOSEN_ID},
+                        {"enum": [0, None, False, ""]},
+                    ],
+                },
                 **fields,
             },
             "additionalProperties": True,

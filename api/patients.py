@@ -24,7 +24,11 @@ COLUMNS = {
     "lastVisit": "last_visit",
 }
 REQUIRED = ("patientID", "name")
-MAX_ID = 2**63 - 1
+# The largest id a browser holds exactly (JavaScript's Number.MAX_SAFE_INTEGER): ids are read
+# up to it. A client may pick an id up to half of it, so that the id sequence, which moves past
+# the highest id, still has 2**52 ids to hand out below it after any single write.
+MAX_ID = 2**53 - 1
+MAX_CHOSEN_ID = 2**52
 MAX_AGE = 150
 MAX_TEXT_LENGTH = 200
 MAX_PATIENT_ID_LENGTH = 64
@@ -243,7 +247,9 @@ def _without_id(record: Mapping[str, Any]) -> dict[str, Any]:
 def _parse_id(value: Any, errors: dict[str, str]) -> int | None:
     if value in (None, 0, False, ""):
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_CHOSEN_ID:
         return value
-    errors["id"] = "must be a positive whole number, or left out to be assigned"
+    errors["id"] = (
+        f"must be a positive whole number up to {MAX_CHOSEN_ID:,}, or left out to be assigned"
+    )
     return None

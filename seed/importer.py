@@ -54,8 +54,11 @@ async def run(options: Options, say: Callable[[str], None], progress_to: TextIO)
     try:
         transaction = connection.transaction()
         await transaction.start()
+        job = Import(connection)
         try:
-            summary = await _import(connection, options, say, progress_to)
+            summary = await _import(job, options, say, progress_to)
+            if options.dry_run:
+                await job.restore_sequences()
         except BaseException:
             await transaction.rollback()
             raise
@@ -69,9 +72,8 @@ async def run(options: Options, say: Callable[[str], None], progress_to: TextIO)
 
 
 async def _import(
-    connection: asyncpg.Connection, options: Options, say: Callable[[str], None], out: TextIO
+    job: Import, options: Options, say: Callable[[str], None], out: TextIO
 ) -> Summary:
-    job = Import(connection)
     await job.begin()
     collections: dict[str, str] = {}  # name -> JSON text, kept in import_rejects
     sizes: dict[str, int] = {}  # name -> number of entries, for the summary and the report

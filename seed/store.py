@@ -178,6 +178,13 @@ SET_ID_SEQUENCE = "SELECT setval(pg_get_serial_sequence('patients', 'id'), $1)"
 DELETE_REJECTED = """DELETE FROM patients AS p USING import_staging AS s
     WHERE s.bucket = 'rejected' AND s.id IS NOT NULL AND p.storage_order = $1 + s.position"""
 SET_STORAGE_ORDER = "SELECT setval(pg_get_serial_sequence('patients', 'storage_order'), $1)"
+# setval and nextval are not undone by a rollback: a dry run puts the patients' sequences back
+# as they were when it locked the table (writers wait on that lock, so nobody else moved them).
+SEQUENCE_STATES = """SELECT s.seq::text AS seq, q.last_value, q.start_value
+FROM (SELECT pg_get_serial_sequence('patients', column_name)::regclass AS seq
+      FROM unnest(ARRAY['id', 'storage_order']) AS column_name) AS s
+JOIN pg_sequences AS q ON format('%I.%I', q.schemaname, q.sequencename)::regclass = s.seq"""
+RESTORE_SEQUENCE = "SELECT setval($1::regclass, COALESCE($2::bigint, $3), $2::bigint IS NOT NULL)"
 
 
 # The run and its one audit event (not one per row), in one statement.
@@ -218,12 +225,26 @@ class Import:
         self._staged = 0
         self._last_position = 0
         self._top_id: int | None = None  # the highest id of a row staged valid
+        self._sequences: list[asyncpg.Record] | None = None  # as they were at the lock
 
     async def begin(self) -> None:
         await self.connection.execute("SELECT pg_advisory_xact_lock($1)", IMPORT_LOCK_KEY)
         for setting in SETTINGS:
             await self.connection.execute(setting)
         await self.connection.execute(CREATE_STAGING)
+
+    async def _lock(self, mode: str) -> None:
+        """Lock `patients` against writers (`mode`), and note its sequences once locked."""
+        await self.connection.execute(f"LOCK TABLE patients IN {mode} MODE")
+        if self._sequences is None:
+            self._sequences = await self.connection.fetch(SEQUENCE_STATES)
+
+    async def restore_sequences(self) -> None:
+        """For a dry run, before its rollback: the sequences as they were at the lock."""
+        for state in self._sequences or ():
+            await self.connection.execute(
+                RESTORE_SEQUENCE, state["seq"], state["last_value"], state["start_value"]
+            )
 
     async def stage(self, records: Sequence[tuple[Any, ...]]) -> None:
         """COPY tuples made by `staged` or `refused` into the staging table."""
@@ -245,7 +266,7 @@ class Import:
         """
         if await self._has_patients():
             return False
-        await self.connection.execute("LOCK TABLE patients IN ACCESS EXCLUSIVE MODE")
+        await self._lock("ACCESS EXCLUSIVE")
         if await self._has_patients():
             return False
         self._rebuilt = await self.connection.fetch(REBUILT)
@@ -341,7 +362,7 @@ class Import:
         # makes readers wait too; asking for that lock at once (not upgrading to it later)
         # means an API transaction that read and then writes cannot deadlock with the import.
         mode = "ACCESS EXCLUSIVE" if rebuild else "SHARE ROW EXCLUSIVE"
-        await self.connection.execute(f"LOCK TABLE patients IN {mode} MODE")
+        await self._lock(mode)
         rebuild = rebuild and not await self._has_patients()
         await self.connection.execute("ANALYZE import_staging")
         for statement in CLASSIFY_FILE if rebuild else CLASSIFY_FILE + CLASSIFY_STORED:

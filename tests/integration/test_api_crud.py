@@ -2,6 +2,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from api import patients
 from tests.integration.helpers import SAMPLE, make_patient, patient_count
 
 FIRST = SAMPLE[0]
@@ -134,3 +135,17 @@ def test_reads_of_one_record_keep_gzip_head_urls_and_errors(client: TestClient) 
     assert missing.json()["error_code"] == "NOT_FOUND"
     assert missing.headers["x-request-id"]
     assert missing.headers["cache-control"] == "no-store"
+
+
+def test_no_single_write_can_exhaust_the_ids(client: TestClient) -> None:
+    """The issue's trap: an explicit id of 2**63 - 1 used to leave every later POST a 500."""
+    refused = client.post("/patients", json=make_patient(id=2**63 - 1, patientID="MAXID"))
+    assert refused.status_code == 400
+    assert "id" in refused.json()["field_errors"]
+
+    highest = client.post("/patients", json=make_patient(id=patients.MAX_CHOSEN_ID))
+    after = client.post("/patients", json=make_patient(patientID="NEXT"))
+
+    assert highest.status_code == after.status_code == 201
+    assert after.json()["id"] == patients.MAX_CHOSEN_ID + 1 <= patients.MAX_ID
+    assert client.get(f"/patients/{after.json()['id']}").json() == after.json()

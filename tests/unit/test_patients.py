@@ -85,6 +85,8 @@ def test_a_missing_id_means_assign_one() -> None:
         pytest.param({"id": -3}, "id", "positive whole number", id="a negative id"),
         pytest.param({"id": 1.5}, "id", "positive whole number", id="a fractional id"),
         pytest.param({"id": 2**63}, "id", "positive whole number", id="an id past bigint"),
+        pytest.param({"id": 2**53}, "id", "4,503,599,627,370,496", id="an id a browser rounds"),
+        pytest.param({"id": 2**52 + 1}, "id", "up to", id="an id that leaves too few"),
         pytest.param({"patientID": "  "}, "patientID", "only whitespace", id="a blank patientID"),
         pytest.param({"patientID": ""}, "patientID", "must not be empty", id="an empty patientID"),
         pytest.param({"patientID": " P1"}, "patientID", "whitespace", id="a padded patientID"),
