@@ -18,6 +18,9 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
     "color_message",
 }
 CONFIGURED_LOGGERS = ("", "uvicorn", "uvicorn.error")
+# Libraries that log statements with their arguments (patients' names, conditions) at DEBUG:
+# never below INFO, whatever LOG_LEVEL says.
+CAPPED_LOGGERS = ("databases", "asyncpg", "psycopg", "yoyo")
 # One encoder for every line: json.dumps with options builds a new encoder on every call.
 ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 ACCESS = logging.getLogger("api.access")
@@ -151,3 +154,5 @@ def configure(level: str) -> None:
         logger.propagate = name != ""
         logger.setLevel(level)
     logging.getLogger("uvicorn.access").disabled = True
+    for name in CAPPED_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.getLevelNamesMapping()[level], logging.INFO))
