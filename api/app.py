@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from api import (
     audit,
@@ -47,6 +48,7 @@ EXPOSED_HEADERS = (
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 GZIP_MINIMUM_BYTES = 1000  # json-server compressed bodies of 1 KB and more
 VERSION = "0.1.0"
+ALLOW_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -181,7 +183,22 @@ async def _api_error(request: Request, error: Exception) -> Response:
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = HTTP_ERROR_CODES.get(error.status_code, "HTTP_ERROR")
-    return error_response(ApiError(error.status_code, code, error.detail), headers=error.headers)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route whose path matched; a path served by
+        # several routes (GET and POST /patients) allows all of theirs.
+        headers["Allow"] = ", ".join(_allowed_methods(request.app.router.routes, request.scope))
+    return error_response(ApiError(error.status_code, code, error.detail), headers=headers)
+
+
+def _allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
+    methods = {
+        method
+        for route in routes
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE
+        for method in route.methods
+    }
+    return sorted(methods, key=ALLOW_ORDER.index)
 
 
 async def _invalid_patient(request: Request, error: Exception) -> Response:

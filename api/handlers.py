@@ -60,7 +60,7 @@ class PatientReader:
         body = _found(await store.fetch_patient(db, _canonical_id(scope["path_params"]["id"])))
         tag = etag(body)
         if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), b"")
-        if tag in _listed_tags(if_none_match.decode("latin-1")):
+        if _none_match(if_none_match.decode("latin-1"), tag):
             headers = [(b"etag", tag.encode())]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
@@ -157,6 +157,13 @@ def _if_match(request: Request) -> Callable[[str], None] | None:
             )
 
     return check
+
+
+def _none_match(header: str, tag: str) -> bool:
+    """If-None-Match matches: `*`, or the tag by the weak comparison (RFC 9110 13.1.2), so
+    `W/"abc"` matches our `"abc"`."""
+    listed = _listed_tags(header)
+    return "*" in listed or tag in {value.removeprefix("W/") for value in listed}
 
 
 def _listed_tags(header: str | None) -> set[str]:

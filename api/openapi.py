@@ -474,9 +474,13 @@ def _schemas() -> dict[str, Any]:
         },
         "Error": {
             "type": "object",
-            "required": ["detail", "error_code"],
+            "required": ["detail", "message", "error_code"],
             "properties": {
                 "detail": {"type": "string"},
+                "message": {
+                    "type": "string",
+                    "description": "detail with each field's problem: one text to show",
+                },
                 "error_code": {"enum": list(ERROR_CODES)},
                 "field_errors": {"type": "object", "additionalProperties": {"type": "string"}},
                 "request_id": {"type": "string"},

@@ -41,8 +41,11 @@ class ApiError(Exception):
 def error_response(
     error: ApiError, request_id: str | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """`{"detail": ..., "error_code": ..., "field_errors": {...}, "request_id": ...}`."""
-    body: dict[str, Any] = {"detail": error.detail, "error_code": error.error_code}
+    """`{"detail": ..., "message": ..., "error_code": ..., "field_errors": {...},
+    "request_id": ...}`. `message` is `detail` with each field's problem, for clients that show
+    one text (react-admin and refine show `message`)."""
+    body: dict[str, Any] = {"detail": error.detail, "message": _message(error)}
+    body["error_code"] = error.error_code
     if error.field_errors:
         body["field_errors"] = error.field_errors
     if request_id:
@@ -50,3 +53,11 @@ def error_response(
     return JSONResponse(
         body, status_code=error.status_code, headers={**error.headers, **(headers or {})}
     )
+
+
+def _message(error: ApiError) -> str:
+    """ "The patient record is invalid: age must be ...; name is required"."""
+    if not error.field_errors:
+        return error.detail
+    problems = "; ".join(f"{field} {problem}" for field, problem in error.field_errors.items())
+    return f"{error.detail}: {problems}"

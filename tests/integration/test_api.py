@@ -192,6 +192,47 @@ def test_wrong_method_is_a_json_405(client: TestClient) -> None:
     assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        pytest.param("DELETE", "/patients", "GET, HEAD, POST", id="the collection"),
+        pytest.param("POST", "/patients/1", "GET, HEAD, PUT, PATCH, DELETE", id="an item"),
+        pytest.param("PUT", "/PATIENTS/", "GET, HEAD, POST", id="another spelling"),
+        pytest.param("POST", "/health", "GET, HEAD", id="the health check"),
+        pytest.param("DELETE", "/users/1", "PATCH", id="a user"),
+    ],
+)
+def test_allow_lists_every_method_of_the_path(
+    client: TestClient, method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize("condition", ["W/{tag}", "*", '"other", {tag}', 'W/"x", W/{tag}'])
+def test_if_none_match_compares_weakly_and_star_matches(
+    seeded_client: TestClient, condition: str
+) -> None:
+    tag = seeded_client.get("/patients/1").headers["etag"]
+    response = seeded_client.get(
+        "/patients/1", headers={"if-none-match": condition.format(tag=tag)}
+    )
+    assert response.status_code == 304
+    assert response.headers["etag"] == tag
+    other = seeded_client.get("/patients/1", headers={"if-none-match": 'W/"x"'})
+    assert other.status_code == 200
+
+
+def test_error_bodies_carry_a_message_to_show(client: TestClient) -> None:
+    body = client.post("/patients", json={"patientID": "", "age": "old"}).json()
+    assert body["detail"] == "The patient record is invalid"
+    assert body["message"].startswith("The patient record is invalid: ")
+    for field, problem in body["field_errors"].items():
+        assert f"{field} {problem}" in body["message"]
+    assert client.get("/patients/999").json()["message"] == "No patient with this id"
+
+
 def test_health_is_200_when_the_database_answers(client: TestClient) -> None:
     response = client.get("/health")
 

@@ -187,7 +187,7 @@ def test_a_bad_token_gets_no_data_and_writes_nothing(
         assert response.status_code == status, response.text
         body = response.json()
         assert body["error_code"] == ("FORBIDDEN" if status == 403 else "UNAUTHENTICATED")
-        assert set(body) == {"detail", "error_code", "request_id"}
+        assert set(body) == {"detail", "message", "error_code", "request_id"}
         challenge = response.headers["www-authenticate"]
         assert challenge.startswith("Bearer ")
         assert (f'error="{error}"' in challenge) if error else ("error=" not in challenge)
