@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as error:
         print(f"migrator: error: {_first_line(error)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("migrator: interrupted; each migration is one transaction", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace, url: str) -> int:

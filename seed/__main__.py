@@ -8,12 +8,15 @@ import os
 import pathlib
 import sys
 
+import asyncpg
+
 from api.settings import Settings, SettingsError
 from seed import exporter, importer, reader
 
 COMMANDS = ("import", "export")
 EXIT_FAILED = 1
 EXIT_REJECTS = 3
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"seed: error: database unavailable: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # One line, never a traceback: the import ran in one transaction, rolled back.
+        print(f"seed: error: the database refused: {_first_line(error)}; nothing was written",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("seed: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     dump = commands.add_parser("export", help="write the registry as a json-server db.json")
     dump.add_argument("path", nargs="?", help="target file (default: standard output)")
     return parser
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def _say(message: str) -> None:

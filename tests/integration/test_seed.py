@@ -3,7 +3,7 @@ import pathlib
 
 import pytest
 
-from tests.integration.helpers import SAMPLE_DB_JSON, UNREACHABLE_URL, query, run_module
+from tests.integration.helpers import SAMPLE_DB_JSON, UNREACHABLE_URL, execute, query, run_module
 
 SAMPLE = json.loads(SAMPLE_DB_JSON.read_text(encoding="utf-8"))["patients"]
 
@@ -111,3 +111,18 @@ def test_seed_gives_up_on_an_unreachable_database() -> None:
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["seed: error: database not reachable after 2 s"]
+
+
+def test_a_database_error_is_one_line_and_nothing_is_written(migrated_database_url: str) -> None:
+    execute(migrated_database_url, "DROP TABLE audit_events")  # the run's last statement fails
+
+    result = run_module("seed", str(SAMPLE_DB_JSON), database_url=migrated_database_url)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("seed: error:")]
+    assert errors == [
+        'seed: error: the database refused: UndefinedTableError: relation "audit_events" '
+        "does not exist; nothing was written"
+    ]
+    assert query(migrated_database_url, "SELECT count(*) AS n FROM patients")[0]["n"] == 0
