@@ -42,6 +42,16 @@ UPDATE_PATIENT = (
     "WHERE p.id = :id RETURNING p.id, p.wire"
 )
 DELETE_PATIENT = "DELETE FROM patients WHERE id = :id RETURNING id, wire"
+# One lock order for every path that writes patients: the table's ROW EXCLUSIVE lock, then rows.
+# An import locks the table SHARE ROW EXCLUSIVE, then updates rows; a PATCH used to lock its row
+# (SELECT FOR UPDATE takes only ROW SHARE on the table) and then wait for ROW EXCLUSIVE behind
+# the import, which waited for that row: a deadlock. The empty UPDATE takes ROW EXCLUSIVE when
+# the statement is parsed, before the row lock, in the same round trip. An UPDATE, not a DELETE:
+# patients has statement-level DELETE triggers (the kept count), none for UPDATE.
+LOCKED = (
+    "WITH writer AS (UPDATE patients SET id = id WHERE false) "
+    f"{SELECT_JSON} WHERE p.id = :id FOR UPDATE"
+)
 # Each write of a patient and its audit event are one statement (a data-modifying WITH): one
 # round trip, one atomic change; a write that fails leaves no event and an event that cannot be
 # written fails the write. `before` is read in the statement's snapshot: the record as it was
@@ -255,9 +265,8 @@ async def delete_patient(
 
 
 async def _locked(db: Database, patient_id: int) -> str | None:
-    value: str | None = await db.fetch_val(
-        f"{SELECT_JSON} WHERE p.id = :id FOR UPDATE", {"id": patient_id}
-    )
+    """The record's JSON under its row lock, taken after the writers' table lock (LOCKED)."""
+    value: str | None = await db.fetch_val(LOCKED, {"id": patient_id})
     return value
 
 
