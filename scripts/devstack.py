@@ -8,6 +8,7 @@ import contextlib
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 from types import FrameType
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         _run([sys.executable, "-m", "migrator"], env)
         _run([sys.executable, "-m", "seed", args.seed_file], env)
         _say(f"PostgreSQL 17 at {url}")
+        if not _port_free(args.host, args.port):
+            _say(
+                f"error: port {args.port} is in use (another API?): stop it, or run "
+                f"API_PORT={args.port + 1} scripts/dev"
+            )
+            return 1
         with contextlib.ExitStack() as stack:
             if args.auth:
                 env |= _sign_in(stack, args)
@@ -99,6 +106,16 @@ def _sign_in(stack: contextlib.ExitStack, args: argparse.Namespace) -> dict[str,
     }
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _run(command: list[str], env: dict[str, str]) -> None:
     subprocess.run(command, cwd=REPO, env=env, check=True)
 
@@ -139,10 +156,27 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/dev", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
-    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PG_PORT", "54329")))
-    parser.add_argument("--seed-file", default=str(REPO / "seed" / "db.json"))
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address of the API (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("API_PORT", "8000")),
+        help="port of the API (API_PORT, default 8000)",
+    )
+    parser.add_argument(
+        "--pg-port",
+        type=int,
+        default=int(os.environ.get("PG_PORT", "54329")),
+        help="port of the local PostgreSQL 17 (PG_PORT, default 54329); its data stays in "
+        ".local/ (DEV_STATE_DIR): delete that folder to start over with an empty database",
+    )
+    parser.add_argument(
+        "--seed-file", default=str(REPO / "seed" / "db.json"),
+        help="the db.json imported at every start; records already there are skipped "
+        "(default seed/db.json)",
+    )  # fmt: skip
     parser.add_argument(
         "--auth",
         action="store_true",
@@ -166,3 +200,6 @@ if __name__ == "__main__":
     except (localpg.LocalPgError, localoidc.OidcUnavailable, localoidc.ProviderFailed) as error:
         _say(f"error: {error}")
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C while migrating or seeding: they say what they undid
+        _say("interrupted")
+        sys.exit(130)

@@ -108,3 +108,21 @@ def test_dev_auth_prints_tokens_that_sign_in_with_curl(tmp_path: pathlib.Path) -
         )
         assert get_as(f"{base}/me", json.loads(fresh.stdout)["access_token"])[0] == 200
         assert f"http://127.0.0.1:{oidc_port}/" in started
+
+
+def test_dev_says_when_the_api_port_is_taken(tmp_path: pathlib.Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = venv_env(
+            API_PORT=str(port), PG_PORT=str(free_port()), DEV_STATE_DIR=str(tmp_path / "state")
+        )
+        with running(["scripts/dev"], env) as dev:
+            code = dev.wait(timeout=180)
+            output = drain(dev)
+
+    assert code == 1
+    assert f"port {port} is in use" in output
+    assert f"API_PORT={port + 1} scripts/dev" in output
+    assert "Traceback" not in output

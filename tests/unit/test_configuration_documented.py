@@ -23,3 +23,15 @@ def test_compose_passes_every_setting_to_the_containers() -> None:
     variables = variables_read_by(REPO / "api" / "settings.py")
 
     assert {name for name in variables if f"    {name}: " not in compose} == set()
+
+
+def test_compose_passes_what_docker_serve_reads_and_waits_for_its_shutdown() -> None:
+    serve = (REPO / "docker" / "serve").read_text(encoding="utf-8")
+    compose = (REPO / "compose.yaml").read_text(encoding="utf-8")
+    read = set(re.findall(r"\$\{([A-Z_]+):-", serve)) - {"PORT", "HOST"}  # fixed in the image
+
+    assert read >= {"MIGRATE_ON_START", "FORWARDED_ALLOW_IPS", "GRACEFUL_SHUTDOWN_SECONDS"}
+    assert {name for name in read if f"      {name}: " not in compose} == set()
+    graceful = int(re.search(r"GRACEFUL_SHUTDOWN_SECONDS:-(\d+)", serve).group(1))  # type: ignore[union-attr]
+    grace = int(re.search(r"stop_grace_period: (\d+)s", compose).group(1))  # type: ignore[union-attr]
+    assert grace > graceful + 10  # requests in flight, then the pool's close
