@@ -3,9 +3,12 @@ real json-server lives in tests/contract; these pin our own decisions and the SQ
 
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from api import query
+from tests.integration.conftest import client_for
 from tests.integration.helpers import SAMPLE
 
 
@@ -118,3 +121,98 @@ def test_injection_attempts_are_harmless(seeded_client: TestClient, query_string
 
     assert response.status_code in (200, 400)
     assert len(seeded_client.get("/patients").json()) == len(SAMPLE)
+
+
+def many(key: str, count: int) -> str:
+    return "&".join(f"{key}={number}" for number in range(1, count + 1))
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    [
+        pytest.param(many("id", query.MAX_PARAMETERS + 1), id="values of one key"),
+        pytest.param("_page=" + "9" * 5000, id="a 5000-digit page, once a 500"),
+        pytest.param("_start=" + "9" * 5000 + "&_end=1", id="a 5000-digit start"),
+        pytest.param("_sort=" + ",".join(f"f{n}" for n in range(400)), id="400 sort keys"),
+        pytest.param(many("f_like", query.MAX_PATTERNS + 1), id="one pattern too many"),
+        pytest.param("&".join(f"f{n}=1" for n in range(query.MAX_FILTERS + 1)), id="filters"),
+        pytest.param("name=" + "a" * (query.MAX_TEXT_LENGTH + 1), id="a long value"),
+    ],
+)
+def test_queries_past_a_limit_are_a_400_with_the_limit(
+    seeded_client: TestClient, query_string: str
+) -> None:
+    response = seeded_client.get(f"/patients?{query_string}")
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == "INVALID_QUERY"
+    assert "at most" in response.json()["detail"]
+
+
+def test_a_thousand_values_of_one_key_are_one_bind_parameter(seeded_client: TestClient) -> None:
+    wanted = [record["id"] for record in SAMPLE[:3]]
+    listed = "&".join(f"id={n}" for n in [*wanted, *range(10**6, 10**6 + 997)])
+    unlisted = "&".join(f"id_ne={n}" for n in [*wanted, *range(10**6, 10**6 + 997)])
+
+    assert ids(seeded_client, listed) == wanted, "once 1000 ORs, 1000 parameters"
+    assert ids(seeded_client, unlisted) == [r["id"] for r in SAMPLE[3:]]
+
+
+@pytest.mark.parametrize(
+    ("query_string", "expected"),
+    [
+        pytest.param("age=45&age=045", sample_ids(lambda r: r["age"] == 45), id="one impossible"),
+        pytest.param("age=045&age=4.5", [], id="only impossible values match nothing"),
+        pytest.param("age_ne=045", sample_ids(lambda r: True), id="ne an impossible value"),
+        pytest.param(
+            "age_ne=45&age_ne=045", sample_ids(lambda r: r["age"] != 45), id="ne with one"
+        ),
+        pytest.param(
+            "lastVisit=2024-02-30&lastVisit=" + SAMPLE[0]["lastVisit"],
+            sample_ids(lambda r: r["lastVisit"] == SAMPLE[0]["lastVisit"]),
+            id="dates, one impossible",
+        ),
+        pytest.param(
+            "insurance.provider_ne=Aetna&insurance.provider_ne=x",
+            sample_ids(lambda r: "insurance" in r and r["insurance"]["provider"] != "Aetna"),
+            id="ne on a path skips records without it",
+        ),
+    ],
+)
+def test_lists_of_values_keep_json_servers_semantics(
+    seeded_client: TestClient, query_string: str, expected: list[int]
+) -> None:
+    assert ids(seeded_client, query_string) == expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "query_string", "found"),
+    [
+        pytest.param("1" + "0" * 400, "big_gte=1e308", True, id="above the largest double"),
+        pytest.param("-1" + "0" * 400, "big_lte=-1e308", True, id="below the lowest double"),
+        pytest.param("1" + "0" * 400, "big_lte=Infinity", True, id="JSON.parse makes Infinity"),
+        pytest.param("1" + "0" * 400, "big_gte=0x" + "f" * 300, True, id="both Infinity"),
+        pytest.param("1.7976931348623157e308", "big_gte=1.7976931348623157e308", True, id="max"),
+    ],
+)
+def test_range_on_numbers_no_double_holds_cannot_overflow(
+    client: TestClient, stored: str, query_string: str, found: bool
+) -> None:
+    body = '{"patientID": "BIG", "name": "Big", "big": %s}' % stored  # noqa: UP031 (raw JSON)
+    created = client.post("/patients", content=body, headers={"content-type": "application/json"})
+    assert created.status_code == 201, created.text
+
+    assert ids(client, query_string) == ([created.json()["id"]] if found else [])
+
+
+def test_range_on_a_number_below_the_smallest_double_cannot_underflow(
+    migrated_database_url: str,
+) -> None:
+    """Python's JSON reads 1e-400 as 0.0, so only a row written by SQL holds one."""
+    with client_for(migrated_database_url) as client:
+        created = client.post("/patients", json={"patientID": "TINY", "name": "Tiny"}).json()
+        with psycopg.connect(migrated_database_url) as connection:
+            connection.execute("UPDATE patients SET extra = '{\"tiny\": 1e-400}'")
+
+        assert ids(client, "tiny_lte=0") == [created["id"]], "JavaScript reads it as 0"
+        assert ids(client, "tiny_gte=1e-300") == []

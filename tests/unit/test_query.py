@@ -157,6 +157,8 @@ def test_window_bounds_follow_javascript_slice(
         ("4a", None),
         ("0xZZ", None),
         ("1,000", None),
+        ("0x" + "f" * 300, math.inf),
+        ("1" + "0" * 400, math.inf),
     ],
 )
 def test_js_number(text: str, number: float | None) -> None:
@@ -176,6 +178,75 @@ def test_js_parse_int(values: list[str] | None, number: int | None) -> None:
 )
 def test_canonical_int(text: str, number: int | None) -> None:
     assert query.canonical_int(text) == number
+
+
+def many(key: str, count: int, value: str = "x") -> str:
+    return "&".join(f"{key}={value}" for _ in range(count))
+
+
+def fields(count: int, suffix: str = "") -> str:
+    return "&".join(f"f{number}{suffix}=x" for number in range(count))
+
+
+SORT_KEYS = ",".join(f"f{number}" for number in range(query.MAX_SORT_KEYS))
+DIGITS = "9" * query.MAX_NUMBER_DIGITS
+TEXT = "a" * query.MAX_TEXT_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("at_the_limit", "past_the_limit"),
+    [
+        pytest.param(
+            many("id", query.MAX_PARAMETERS),
+            many("id", query.MAX_PARAMETERS + 1),
+            id="parameters, one key repeated",
+        ),
+        pytest.param(
+            many("id[]", query.MAX_PARAMETERS),
+            many("id[]", query.MAX_PARAMETERS + 1),
+            id="parameters, as a bracket list",
+        ),
+        pytest.param(
+            fields(query.MAX_FILTERS), fields(query.MAX_FILTERS + 1), id="distinct filter keys"
+        ),
+        pytest.param(
+            fields(query.MAX_PATTERNS, "_like"),
+            fields(query.MAX_PATTERNS + 1, "_like"),
+            id="_like patterns on different keys",
+        ),
+        pytest.param(
+            many("name_gte", query.MAX_PATTERNS // 2)
+            + "&"
+            + many("age_lte", query.MAX_PATTERNS // 2),
+            many("name_gte", query.MAX_PATTERNS // 2)
+            + "&"
+            + many("age_lte", query.MAX_PATTERNS // 2 + 1),
+            id="range values, repeated",
+        ),
+        pytest.param(f"_sort={SORT_KEYS}", f"_sort={SORT_KEYS},id", id="sort keys"),
+        pytest.param(
+            "_sort=" + "," * (query.MAX_SORT_KEYS - 1),
+            "_sort=" + "," * query.MAX_SORT_KEYS,
+            id="empty sort keys count",
+        ),
+        pytest.param(f"name={TEXT}", f"name={TEXT}a", id="a value's length"),
+        pytest.param(f"{TEXT}=x", f"{TEXT}a=x", id="a key's length"),
+        pytest.param(f"q={TEXT}", f"q={TEXT}a", id="a search's length"),
+        pytest.param(f"_page={DIGITS}", f"_page={DIGITS}9", id="digits of _page"),
+        pytest.param(f"_limit={DIGITS}", f"_limit=-{DIGITS}9", id="digits of _limit"),
+        pytest.param(f"_start=1&_end={DIGITS}", f"_start={DIGITS}9&_end=1", id="digits of _start"),
+        pytest.param(f"_end= {DIGITS}", f"_end= {DIGITS}9.5", id="digits of _end"),
+    ],
+)
+def test_parse_refuses_a_query_past_a_limit(at_the_limit: str, past_the_limit: str) -> None:
+    query.parse(at_the_limit)
+    with pytest.raises(query.InvalidQuery, match="at most"):
+        query.parse(past_the_limit)
+
+
+def test_equality_values_are_not_patterns() -> None:
+    listing = query.parse(many("name", query.MAX_PATTERNS + 1) + "&" + many("age_ne", 50))
+    assert [len(item.values) for item in listing.filters] == [query.MAX_PATTERNS + 1, 50]
 
 
 URL = "http://h/patients"

@@ -30,8 +30,8 @@ def test_nothing_from_the_query_string_reaches_the_sql_text(query_string: str) -
 def test_known_fields_use_their_columns_and_others_a_bound_path() -> None:
     statement = sqlquery.list_statement(query.parse("age=45&insurance.plan=PPO"), None, None)
 
-    assert "p.age = $1" in statement.sql
-    assert statement.params[0] == 45
+    assert "p.age = ANY(CAST($1 AS bigint[]))" in statement.sql
+    assert statement.params[0] == [45]
     assert ["insurance", "plan"] in statement.params
 
 
@@ -76,3 +76,27 @@ def test_a_slice_sorts_its_keys_then_reads_only_its_records() -> None:
 
     assert "p.extra ? 'age'" in statement.sql, "the key is a literal, so an index can match"
     assert "WHERE w.storage_order = page.k2" in statement.sql
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    [
+        pytest.param("&".join(f"id={n}" for n in range(1000)), id="a typed column"),
+        pytest.param("&".join(f"a.b_ne={n}" for n in range(1000)), id="a JSON path, negated"),
+        pytest.param(
+            "&".join(f"lastVisit=2024-01-{n % 28 + 1:02}" for n in range(1000)), id="dates"
+        ),
+    ],
+)
+def test_a_list_of_values_is_one_bound_array(query_string: str) -> None:
+    statement = sqlquery.list_statement(query.parse(query_string), None, None)
+
+    assert len(statement.params) <= 4, "a path, its literal key, the array"
+    assert statement.sql.count("= ANY(") == 1
+
+
+def test_a_stored_number_is_compared_as_javascripts_double_without_overflow() -> None:
+    sql = sqlquery.list_statement(query.parse("big_gte=1"), None, None).sql
+
+    assert "::numeric >= CAST(" not in sql, "numeric past 1.8e308 has no double"
+    assert str(sqlquery.DOUBLE_OVERFLOW) in sql
