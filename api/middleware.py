@@ -34,6 +34,16 @@ ITEM_PATH = re.compile(r"/patients/([^/]+)")  # the route's own pattern, after n
 READS = frozenset(("GET", "HEAD"))
 ALLOWED_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE"
 PREFLIGHT_MAX_AGE = "600"
+# Bounds on what a request may make the service read (docs/query-limits.md). json-server
+# (Node) refused more than 16 KiB of request line and headers together with a 431.
+MAX_URL_BYTES = 16 * 1024  # path and query string, as sent (percent-encoded)
+MAX_HEADER_BYTES = 32 * 1024  # names and values of all headers: room for a large bearer token
+URI_TOO_LONG = ApiError(
+    414, "URI_TOO_LONG", f"The URL is longer than {MAX_URL_BYTES} bytes; send fewer parameters"
+)
+HEADERS_TOO_LARGE = ApiError(
+    431, "HEADERS_TOO_LARGE", f"The request headers are larger than {MAX_HEADER_BYTES} bytes"
+)
 RESPONSE_HEADERS = (
     # Patient data must not linger in browser or proxy caches (json-server sent no-cache).
     (b"cache-control", b"no-store"),
@@ -89,7 +99,9 @@ class EdgeMiddleware:
         started_at = time.perf_counter()
         request_id, origin = _request_id_and_origin(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        scope["path"] = normalize_path(scope["path"])
+        oversized = _oversized(scope)
+        if oversized is None:  # a huge path is not worth a regular expression
+            scope["path"] = normalize_path(scope["path"])
         allowed = origin is not None and self.allowed(origin)
         extra_headers = [*RESPONSE_HEADERS, (REQUEST_ID_HEADER_BYTES, request_id.encode())]
         vary = VARY
@@ -115,7 +127,9 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if scope["method"] == "OPTIONS":
+            if oversized is not None:
+                await error_response(oversized, request_id)(scope, receive, respond)
+            elif scope["method"] == "OPTIONS":
                 await self._preflight(scope, origin if allowed else None)(scope, receive, respond)
             else:
                 try:
@@ -169,6 +183,19 @@ class GZipWhenAskedMiddleware(GZipMiddleware):
             await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _oversized(scope: Scope) -> ApiError | None:
+    """414 or 431 when the URL or the headers pass their bound; None for every other request.
+
+    A server in front (uvicorn's parser, a proxy) may refuse some sizes before this runs; this
+    is the bound whatever runs the app."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    if len(path) + len(scope["query_string"]) > MAX_URL_BYTES:
+        return URI_TOO_LONG
+    if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+        return HEADERS_TOO_LARGE
+    return None
 
 
 def _request_id_and_origin(scope: Scope) -> tuple[str, str | None]:
