@@ -170,6 +170,10 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
             503, "DATABASE_UNAVAILABLE", "The database is unavailable; retry later"
         )
         return error_response(unavailable, request_id, headers={"Retry-After": "5"})
+    if store.is_busy(error):
+        LOG.warning("database busy: %s", type(error).__name__, extra={"request_id": request_id})
+        busy = ApiError(503, "DATABASE_BUSY", "The database is busy; retry shortly")
+        return error_response(busy, request_id, headers={"Retry-After": "2"})
     LOG.exception("unhandled error", extra={"request_id": request_id})
     internal = ApiError(500, "INTERNAL_ERROR", "Internal server error; quote the request_id")
     return error_response(internal, request_id)

@@ -71,7 +71,15 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,  # the server is shutting down or restarting
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,  # the connection or pool is closed; but see _is_query_argument_error
+)
+# The database is up but out of capacity for now: a retry soon may succeed (503, Retry-After).
+BUSY_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, out of memory, disk full
+    asyncpg.QueryCanceledError,  # statement_timeout, or a cancel by the administrator
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure: retrying succeeds
 )
 RETRY_INTERVAL_SECONDS = 1.0
 CONSTRAINT_FIELDS = {"patients_pkey": "id", "patients_patient_id_key": "patientID"}
@@ -171,7 +179,19 @@ async def wait_until_reachable(
 
 def is_unavailable(error: BaseException) -> bool:
     """True when `error` means the database could not be reached, rather than a bug."""
-    return isinstance(error, UNAVAILABLE_ERRORS)
+    return isinstance(error, UNAVAILABLE_ERRORS) and not _is_query_argument_error(error)
+
+
+def is_busy(error: BaseException) -> bool:
+    """True when PostgreSQL answered but lacks the capacity now (connections, memory, time)."""
+    return isinstance(error, BUSY_ERRORS)
+
+
+def _is_query_argument_error(error: BaseException) -> bool:
+    """asyncpg refused a statement's arguments before sending it ("the number of query arguments
+    cannot exceed 32767", "invalid input for query argument $1"): the query's fault, not an
+    outage, although asyncpg raises it as an InterfaceError."""
+    return isinstance(error, asyncpg.InterfaceError) and "query argument" in str(error)
 
 
 async def list_patients(db: Database, listing: query.ListQuery) -> tuple[bytes, int | None]:
@@ -279,11 +299,19 @@ async def _count(db: Database, listing: query.ListQuery) -> int:
 
 
 async def _guarded(pending: Awaitable[T]) -> T:
-    """Turn PostgreSQL's verdict on a client's regular expression into InvalidQuery."""
+    """Turn verdicts on a client's query into InvalidQuery: PostgreSQL's on a regular expression
+    or a statement past its limits, asyncpg's on the arguments. query.py's limits keep the
+    last two out of reach; this keeps them 400s if a limit is ever raised too far."""
     try:
         return await pending
     except asyncpg.InvalidRegularExpressionError as error:
         raise query.InvalidQuery(f"Invalid regular expression in a _like filter: {error}") from None
+    except asyncpg.ProgramLimitExceededError:
+        raise query.InvalidQuery("The query is too large for the database; simplify it") from None
+    except asyncpg.InterfaceError as error:
+        if _is_query_argument_error(error):
+            raise query.InvalidQuery("The query has too many or too large values") from None
+        raise
 
 
 async def _unique(pending: Awaitable[T]) -> T:
