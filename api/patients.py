@@ -154,18 +154,24 @@ class Problem:
 def _check_age(value: Any, today: datetime.date | None) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AGE:
         return value
-    return Problem(f"must be a whole number from 0 to {MAX_AGE} (not a string)")
+    rule = f"must be a whole number from 0 to {MAX_AGE}"
+    if isinstance(value, str):
+        return Problem(f'{rule}, not text: write 45, not "45"')
+    return Problem(rule)
 
 
 def _check_visit(value: Any, today: datetime.date | None) -> Any:
     day = parse_date(value)
     if day is None:
+        if isinstance(value, str) and DATE_PATTERN.fullmatch(value):
+            return Problem(f"{value} is not a date of the calendar")
         return Problem("must be a date written YYYY-MM-DD")
     if today is not None and EARLIEST_VISIT <= day <= today:
         return day  # the common case, without date arithmetic
     latest = (today or datetime.datetime.now(datetime.UTC).date()) + datetime.timedelta(1)
     if not EARLIEST_VISIT <= day <= latest:
-        return Problem(f"must be between {EARLIEST_VISIT} and today")
+        # Tomorrow is accepted: a clinic ahead of UTC records today's visits on UTC's tomorrow.
+        return Problem(f"must be between {EARLIEST_VISIT} and {latest} (tomorrow, UTC)")
     return day
 
 

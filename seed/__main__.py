@@ -61,8 +61,9 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         f" {counts['unchanged']} unchanged, {counts['rejected']} rejected"
         + (" (dry run: nothing written)" if options.dry_run else "")
     )
+    kept = "would be kept" if options.dry_run else "kept"
     for name, size in summary.collections.items():
-        _say(f"top-level {name!r} ({size} entries) is not imported; kept in import_rejects")
+        _say(f"top-level {name!r} ({size} entries) is not imported; {kept} in import_rejects")
     if summary.run_id is not None and (counts["rejected"] or summary.collections):
         _say(
             f"rejected records are kept verbatim: SELECT * FROM import_rejects "

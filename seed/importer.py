@@ -84,7 +84,7 @@ async def _import(
 
     stager = _Stager(job)
     try:
-        for entry in reader.entries(options.path, _keep(collections, sizes), meter.progress):
+        for entry in reader.entries(options.path, _keep(collections, sizes), meter.progress, say):
             record = _prepare(entry, today)
             stager.chunk.append(record)
             read += 1
@@ -203,8 +203,10 @@ async def _write_report(
         async for outcome in job.outcomes(("rejected", "updated")):
             line = {
                 "position": outcome.position,
-                "id": outcome.id if outcome.id is not None else _raw_id(outcome.raw),
-                "patientID": outcome.patient_id,
+                "id": outcome.id if outcome.id is not None else _raw_field(outcome.raw, "id"),
+                "patientID": outcome.patient_id
+                if outcome.patient_id is not None
+                else _raw_field(outcome.raw, "patientID"),
                 "bucket": outcome.bucket,
                 "reason": outcome.reason,
             }
@@ -213,9 +215,10 @@ async def _write_report(
         file.write("\n]}\n")
 
 
-def _raw_id(raw: str) -> Any:
+def _raw_field(raw: str, key: str) -> Any:
+    """A field of a rejected record as the file had it (None when it is not an object)."""
     value = json.loads(raw, parse_int=_whole_number)
-    return value.get("id") if isinstance(value, dict) else None
+    return value.get(key) if isinstance(value, dict) else None
 
 
 def _whole_number(text: str) -> int | str:

@@ -61,26 +61,43 @@ class Progress:
 
 
 def entries(
-    path: pathlib.Path, other: Callable[[str, Any], None], progress: Progress | None = None
+    path: pathlib.Path,
+    other: Callable[[str, Any], None],
+    progress: Progress | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> Iterator[Entry]:
-    """Yield every entry of the `patients` array; pass other top-level values to `other`."""
+    """Yield every entry of the `patients` array; pass other top-level values to `other`, and
+    what is worth knowing about the file (a byte order mark) to `note`."""
     try:
         with path.open("rb") as file:
             start = file.read(4)
             if start.startswith(OTHER_BOMS):
                 raise DbJsonError(f"{path} is not UTF-8 text (it is UTF-16 or UTF-32)")
             file.seek(len(BOM) if start.startswith(BOM) else 0)
+            if start.startswith(BOM) and note is not None:
+                note("the file starts with a UTF-8 byte order mark; it was skipped")
             if progress is not None:
                 progress.position = file.tell
             yield from read(file, other)
     except OSError as error:
         raise DbJsonError(f"cannot read {path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise DbJsonError(f"{path} is not UTF-8 text") from None
+    except UnicodeDecodeError as error:
+        raise DbJsonError(
+            f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} near byte "
+            f"{_byte_offset(error)} (a Latin-1 or Windows-1252 file? save it as UTF-8)"
+        ) from None
+    except DbJsonError as error:  # valid so far, but not shaped like a json-server db.json
+        raise DbJsonError(f"{path}: {error}") from None
     except (json.JSONDecodeError, _NotJson) as error:
         raise DbJsonError(f"{path} is not valid JSON: {error}") from None
     except ValueError as error:  # any other value the decoder refuses
         raise DbJsonError(f"{path} is not valid JSON: {error}") from None
+
+
+def _byte_offset(error: UnicodeDecodeError) -> str:
+    """Where in the file the undecodable byte is, when the decoder knows (see _Window)."""
+    offset = getattr(error, "file_offset", None)
+    return f"{offset:,}" if offset is not None else "?"
 
 
 def read(
@@ -164,10 +181,17 @@ class _Window:
         """Read the next chunk (at least as much as the window holds); False at the end."""
         if self.eof:
             return False
+        # The decoder keeps the bytes of a character cut by the last chunk's end (at most 3).
+        first_byte = self.file.tell() - len(self.decoder.getstate()[0])
         data = self.file.read(max(self.chunk_bytes, len(self.text) - self.at))
         self.eof = not data
         self.dropped += self.at
-        self.text = self.text[self.at :] + self.decoder.decode(data, final=self.eof)
+        try:
+            decoded = self.decoder.decode(data, final=self.eof)
+        except UnicodeDecodeError as error:
+            error.file_offset = first_byte + error.start  # type: ignore[attr-defined]
+            raise
+        self.text = self.text[self.at :] + decoded
         self.at = 0
         return True
 

@@ -73,6 +73,11 @@ def test_seed_keeps_extra_fields_and_unicode_verbatim(migrated_database_url: str
         pytest.param(b'{"posts": []}', 'no "patients" array', id="no patients"),
         pytest.param(b"", "the file is empty", id="an empty file"),
         pytest.param(b'{"patients": {"id": 1}}', '"patients" must be an array', id="not an array"),
+        pytest.param(
+            b'{"patients": [{"patientID": "P1", "name": "Jos\xe9"}]}',
+            "not UTF-8 text: byte 0xe9 near byte 46 (a Latin-1 or Windows-1252 file?",
+            id="Latin-1",
+        ),
     ],
 )
 def test_seed_refuses_a_bad_file_and_writes_nothing(
@@ -86,6 +91,8 @@ def test_seed_refuses_a_bad_file_and_writes_nothing(
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
     assert stored_ids(migrated_database_url) == []
+    if content.startswith(b"{") and content.endswith(b"}"):  # valid JSON of another shape
+        assert "not valid JSON" not in result.stderr
 
 
 def test_seed_accepts_a_utf8_bom(migrated_database_url: str, tmp_path: pathlib.Path) -> None:
@@ -95,6 +102,7 @@ def test_seed_accepts_a_utf8_bom(migrated_database_url: str, tmp_path: pathlib.P
 
     assert result.returncode == 0, result.stderr
     assert stored_ids(migrated_database_url) == [SAMPLE[0]["id"], SAMPLE[1]["id"]]
+    assert "byte order mark; it was skipped" in result.stdout
 
 
 def test_seed_names_a_missing_file(migrated_database_url: str) -> None:
@@ -126,3 +134,23 @@ def test_a_database_error_is_one_line_and_nothing_is_written(migrated_database_u
         "does not exist; nothing was written"
     ]
     assert query(migrated_database_url, "SELECT count(*) AS n FROM patients")[0]["n"] == 0
+
+
+def test_a_dry_run_report_names_rejected_records_and_keeps_nothing(
+    migrated_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    db_json = tmp_path / "db.json"
+    db_json.write_text(
+        json.dumps({"patients": [{"patientID": "PX", "name": "X", "age": "old"}], "posts": [1]}),
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.json"
+    result = run_module(
+        "seed", "import", "--dry-run", "--report", str(report), str(db_json),
+        database_url=migrated_database_url,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "'posts' (1 entries) is not imported; would be kept in import_rejects" in result.stdout
+    records = json.loads(report.read_text(encoding="utf-8"))["records"]
+    assert [(r["patientID"], r["bucket"]) for r in records] == [("PX", "rejected")]
