@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx2
 import pytest
 
-from tests.contract import compare, differences
+from tests.contract import compare, differences, servers
 from tests.contract.compare import Call, Pair
 
 RECORD = {"patientID": "N100", "name": "Nadia Neu", "age": 40}
@@ -217,3 +218,18 @@ def test_no_cors_headers_without_an_origin(read_pair: Pair) -> None:
 
     assert "access-control-allow-credentials" not in response.headers  # CORS_WITHOUT_ORIGIN
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_the_readme_table_lists_exactly_these_differences() -> None:
+    """differences.py is the source; the README's compatibility table shows it to people."""
+    readme = (servers.REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| topic | json-server 0.17.4 | here | why |") :].splitlines()
+    rows = itertools.takewhile(lambda line: line.startswith("| "), table[2:])  # after | --- |
+    readme_topics = [row.split("|")[1].strip() for row in rows]
+    listed = [
+        value.topic
+        for value in vars(differences).values()
+        if isinstance(value, differences.Difference)
+    ]
+
+    assert sorted(readme_topics) == sorted(listed)

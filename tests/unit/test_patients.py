@@ -169,7 +169,15 @@ def test_to_row_reports_every_error_at_once() -> None:
     ],
 )
 def test_to_row_accepts(overrides: dict[str, Any]) -> None:
-    patients.to_row(make_record(**overrides), today=TODAY)
+    record = make_record(**overrides)
+    row = patients.to_row(record, today=TODAY)
+
+    columns = {wire: getattr(row, column) for wire, column in patients.COLUMNS.items()}
+    if row.last_visit is not None:
+        columns["lastVisit"] = row.last_visit.isoformat()
+    stored = {"id": row.id, **columns, **row.extra}
+    assert {key: stored.get(key) for key in record} == record  # every field kept, unchanged
+    assert set(row.extra) == set(record) - set(patients.COLUMNS) - {"id"}
 
 
 UNSTORABLE_SCALARS = st.one_of(
