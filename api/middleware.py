@@ -22,10 +22,13 @@ from api.responses import ApiError, error_response
 LOG = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
-# Any answer may be compressed for a client that asks, so every answer varies on that header;
-# an answer that echoes an allowed Origin varies on it too.
-VARY = b"Accept-Encoding"
-VARY_WITH_ORIGIN = b"Accept-Encoding, Origin"
+# Any answer may be compressed for a client that asks, and carries CORS headers or not by the
+# request's Origin: every answer varies on both, so no cache hands one origin's answer to another.
+VARY = b"Accept-Encoding, Origin"
+# Sandboxed frames and file: pages send `Origin: null`; echoing it with credentials would let any
+# of them read answers with the user's cookies, so it is never an allowed origin.
+OPAQUE_ORIGIN = "null"
+HEALTH_PATH = "/health"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 COLLECTION = "/patients"
 TRAILING_SLASHES = re.compile(r"(?i)/patients/*")
@@ -102,14 +105,12 @@ class EdgeMiddleware:
         oversized = _oversized(scope)
         if oversized is None:  # a huge path is not worth a regular expression
             scope["path"] = normalize_path(scope["path"])
-        allowed = origin is not None and self.allowed(origin)
+        allowed = origin is not None and origin != OPAQUE_ORIGIN and self.allowed(origin)
         extra_headers = [*RESPONSE_HEADERS, (REQUEST_ID_HEADER_BYTES, request_id.encode())]
-        vary = VARY
         if allowed and scope["method"] != "OPTIONS":
             assert origin is not None
             extra_headers += self._allow(origin)
             extra_headers.append((b"access-control-expose-headers", self.expose))
-            vary = VARY_WITH_ORIGIN
         status = 500
         started = False
 
@@ -123,7 +124,7 @@ class EdgeMiddleware:
                     for header in message.get("headers", ())
                     if not (allowed and header[0].lower() == b"access-control-expose-headers")
                 ]
-                message["headers"] = [*_with_vary(headers, vary), *extra_headers]
+                message["headers"] = [*_with_vary(headers, VARY), *extra_headers]
             await send(message)
 
         try:
@@ -140,15 +141,17 @@ class EdgeMiddleware:
                     failure = self.failure_response(error, request_id)
                     await failure(scope, receive, respond)
         finally:
-            caller = scope["state"].get("caller")  # api.auth.Caller, set by sign-in
-            logs.access(
-                scope["method"],
-                scope["path"],
-                status,
-                round((time.perf_counter() - started_at) * 1000, 2),
-                request_id,
-                user_id=None if caller is None else caller.user_id,
-            )
+            # compose and Render poll /health every few seconds: only its failures are logged.
+            if status != 200 or scope["path"] != HEALTH_PATH:
+                caller = scope["state"].get("caller")  # api.auth.Caller, set by sign-in
+                logs.access(
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    round((time.perf_counter() - started_at) * 1000, 2),
+                    request_id,
+                    user_id=None if caller is None else caller.user_id,
+                )
 
     def _allow(self, origin: str) -> list[tuple[bytes, bytes]]:
         headers = [(b"access-control-allow-origin", origin.encode("latin-1"))]

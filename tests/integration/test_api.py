@@ -233,6 +233,45 @@ def test_error_bodies_carry_a_message_to_show(client: TestClient) -> None:
     assert client.get("/patients/999").json()["message"] == "No patient with this id"
 
 
+@pytest.mark.parametrize(
+    ("path", "origin"),
+    [
+        pytest.param("/patients/1", None, id="an item without an Origin"),
+        pytest.param("/patients", "http://localhost:5173", id="a list with an Origin"),
+        pytest.param("/patients/999", "https://elsewhere.example", id="an error, other origin"),
+        pytest.param("/health", None, id="the health check"),
+    ],
+)
+def test_every_answer_varies_on_origin(
+    seeded_client: TestClient, path: str, origin: str | None
+) -> None:
+    headers = {"origin": origin} if origin else {}
+    vary = seeded_client.get(path, headers=headers).headers["vary"]
+    assert {item.strip() for item in vary.split(",")} >= {"Accept-Encoding", "Origin"}
+
+
+def test_an_opaque_origin_is_never_reflected(client: TestClient) -> None:
+    """`Origin: null` (sandboxed frames, file: pages) with credentials would read as the user."""
+    answer = client.get("/patients", headers={"origin": "null"})
+    preflight = client.options(
+        "/patients", headers={"origin": "null", "access-control-request-method": "POST"}
+    )
+    for response in (answer, preflight):
+        assert "access-control-allow-origin" not in response.headers
+        assert "access-control-allow-credentials" not in response.headers
+
+
+def test_successful_health_checks_leave_no_access_line(
+    migrated_database_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with client_for(migrated_database_url) as api:
+        for _ in range(3):
+            api.get("/health")
+        api.get("/patients")
+    lines = [line for line in capfd.readouterr().err.splitlines() if '"api.access"' in line]
+    assert [json.loads(line)["path"] for line in lines] == ["/patients"]
+
+
 def test_health_is_200_when_the_database_answers(client: TestClient) -> None:
     response = client.get("/health")
 
