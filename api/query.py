@@ -34,6 +34,15 @@ MAX_PATTERNS = 10  # values of PATTERN_OPERATORS: each is a regular expression o
 PATTERN_OPERATORS = frozenset({"like", "gte", "lte"})  # evaluated on every row, no index
 MAX_SORT_KEYS = 3  # a JSON path sorts by three terms; 5 paths over 100,000 rows take ~1.7 s
 MAX_TEXT_LENGTH = 1000  # characters of one key or value
+# PostgreSQL compiles a regular expression into an automaton that copies a repeated part once
+# per count of its `{m,n}` bound, and matches back-references by trying every split: one short
+# pattern of either kind can cost seconds over 100,000 rows. Back-references are refused, and
+# the copies that bounds make in all `_like` patterns together (regex_copies) are bounded.
+MAX_REGEX_COPIES = 100
+BACK_REFERENCE = re.compile(r"\\[1-9]|\\k<")
+REGEX_TOKEN = re.compile(
+    r"\\.|\[\^?\]?(?:\[:[a-z]+:\]|[^\]])*\]|\{\d*(?:,\d*)?\}|[()*+?]|.", re.DOTALL
+)
 MAX_NUMBER_DIGITS = 300  # `_page`, `_limit`, `_start`, `_end`: JavaScript reads 309+ as Infinity
 
 
@@ -232,6 +241,63 @@ def _check_filters(filters: tuple[Filter, ...]) -> None:
     patterns = sum(len(item.values) for item in filters if item.operator in PATTERN_OPERATORS)
     if patterns > MAX_PATTERNS:
         raise InvalidQuery(f"A query may have at most {MAX_PATTERNS} _like, _gte and _lte values")
+    regexes = [value for item in filters if item.operator == "like" for value in item.values]
+    if any(BACK_REFERENCE.search(regex) for regex in regexes):
+        raise InvalidQuery("_like patterns may not use back-references (\\1): they cost too much")
+    if sum(map(regex_copies, regexes)) > MAX_REGEX_COPIES:
+        raise InvalidQuery(
+            f"{{m,n}} repeats in _like patterns may copy at most {MAX_REGEX_COPIES} characters"
+            " in all (nested repeats multiplied), and may not hold a * or + loop"
+        )
+
+
+def regex_copies(pattern: str) -> int:
+    """How many atoms `{m,n}` bounds copy, nested bounds multiplied. A loop (`*`, `+`, `{m,}`)
+    inside a bounded repeat costs more than any budget: `(\\w*\\s*){1,25}` took 4 s.
+
+    >>> regex_copies("^John"), regex_copies("a{2,5}b"), regex_copies("(x{3}|y){4}z")
+    (0, 4, 17)
+    """
+    stack = [_Group()]
+    last = _Group()  # the atom just read, for a quantifier after it
+    for part in REGEX_TOKEN.findall(pattern):
+        group = stack[-1]
+        if part == "(":
+            stack.append(_Group())
+        elif part == ")" and len(stack) > 1:
+            last = stack.pop()
+            stack[-1].add(last)
+        elif part in "*+" or re.fullmatch(r"\{\d*,\}", part):
+            group.loops = last.loops = True
+        elif part.startswith("{"):
+            if last.loops:
+                return MAX_REGEX_COPIES + 1
+            copies = last.size * (_largest_bound(part) - 1)
+            group.size += copies
+            group.copies += copies
+            last = _Group(last.size + copies, last.copies + copies)
+            if group.copies > MAX_REGEX_COPIES:
+                break  # a bound can have hundreds of digits: stop multiplying
+        elif part != "?":
+            last = _Group(1)
+            group.add(last)
+    return sum(group.copies for group in stack)
+
+
+def _largest_bound(quantifier: str) -> int:
+    return max((int(number) for number in re.findall(r"\d+", quantifier)), default=1) or 1
+
+
+@dataclasses.dataclass
+class _Group:
+    size: int = 0  # atoms, after copies
+    copies: int = 0  # atoms added by bounds
+    loops: bool = False
+
+    def add(self, other: _Group) -> None:
+        self.size += other.size
+        self.copies += other.copies
+        self.loops = self.loops or other.loops
 
 
 def _search(values: list[str] | None) -> str | None:

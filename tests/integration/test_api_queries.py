@@ -137,6 +137,7 @@ def many(key: str, count: int) -> str:
         pytest.param(many("f_like", query.MAX_PATTERNS + 1), id="one pattern too many"),
         pytest.param("&".join(f"f{n}=1" for n in range(query.MAX_FILTERS + 1)), id="filters"),
         pytest.param("name=" + "a" * (query.MAX_TEXT_LENGTH + 1), id="a long value"),
+        pytest.param("name_like=(.*){1,100}x", id="a regex that took the whole statement timeout"),
     ],
 )
 def test_queries_past_a_limit_are_a_400_with_the_limit(

@@ -244,6 +244,44 @@ def test_parse_refuses_a_query_past_a_limit(at_the_limit: str, past_the_limit: s
         query.parse(past_the_limit)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "copies"),
+    [
+        pytest.param("^John", 0, id="no repeat"),
+        pytest.param(".*John.*", 0, id="loops copy nothing"),
+        pytest.param(r"^\d{4}-\d{2}-\d{2}$", 5, id="a date"),
+        pytest.param("a{2,5}b", 4, id="the larger bound"),
+        pytest.param("(x{3}|y){4}z", 17, id="a group's copies are copied"),
+        pytest.param("((a{1,10}){1,10})", 99, id="nested bounds multiply"),
+        pytest.param(r"\{1000}", 0, id="an escaped brace is a character"),
+        pytest.param(r"(\w*\s*){1,25}x", query.MAX_REGEX_COPIES + 1, id="a loop in a repeat"),
+        pytest.param("(a{2,}){3}", query.MAX_REGEX_COPIES + 1, id="an open bound loops"),
+    ],
+)
+def test_regex_copies(pattern: str, copies: int) -> None:
+    assert query.regex_copies(pattern) == copies
+
+
+@pytest.mark.parametrize(
+    ("at_the_limit", "past_the_limit"),
+    [
+        pytest.param("name_like=.{1,101}", "name_like=.{1,102}", id="one pattern"),
+        pytest.param(
+            "name_like=a{51}&gender_like=b{51}",
+            "name_like=a{51}&gender_like=b{52}",
+            id="all patterns together",
+        ),
+        pytest.param("name_like=(a)1", r"name_like=(a)\1", id="a back-reference"),
+        pytest.param("name_like=(a)+", "name_like=(a%2B){2}", id="a loop in a repeat"),
+        pytest.param("name_like=x{" + "9" * 500, "name_like=x{" + "9" * 500 + "}", id="huge"),
+    ],
+)
+def test_parse_refuses_costly_regular_expressions(at_the_limit: str, past_the_limit: str) -> None:
+    query.parse(at_the_limit)
+    with pytest.raises(query.InvalidQuery, match="_like patterns"):
+        query.parse(past_the_limit)
+
+
 def test_equality_values_are_not_patterns() -> None:
     listing = query.parse(many("name", query.MAX_PATTERNS + 1) + "&" + many("age_ne", 50))
     assert [len(item.values) for item in listing.filters] == [query.MAX_PATTERNS + 1, 50]
