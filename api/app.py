@@ -162,6 +162,14 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
         # Normal on the web: the client went away mid-request. Nothing was written.
         LOG.info("client disconnected mid-request", extra={"request_id": request_id})
         return error_response(ApiError(400, "CLIENT_DISCONNECTED", "The client went away"))
+    if store.is_locked(error):
+        LOG.info("patients locked by an import", extra={"request_id": request_id})
+        locked = ApiError(
+            503,
+            "IMPORT_RUNNING",
+            "An import holds the patient records; retry after Retry-After seconds",
+        )
+        return error_response(locked, request_id, headers={"Retry-After": "5"})
     if store.is_unavailable(error):
         LOG.warning(
             "database unavailable: %s", type(error).__name__, extra={"request_id": request_id}

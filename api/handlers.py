@@ -173,11 +173,13 @@ def _listed_tags(header: str | None) -> set[str]:
 async def health(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     healthy = await store.ping(_db(request), settings.health_timeout_seconds)
-    body = {
+    body: dict[str, Any] = {
         "status": "healthy" if healthy else "unhealthy",
         "database": "connected" if healthy else "disconnected",
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
     }
+    if healthy and await store.import_running(_db(request), settings.health_timeout_seconds):
+        body["import"] = "running"  # patients' writes (a rebuild: reads too) answer 503 now
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 

@@ -29,6 +29,7 @@ ERROR_CODES = (
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "IDENTITY_PROVIDER_UNAVAILABLE",
+    "IMPORT_RUNNING",
     "CONFLICT",
 )
 ERRORS = {
@@ -473,6 +474,11 @@ def _schemas() -> dict[str, Any]:
                 "status": {"enum": ["healthy", "unhealthy"]},
                 "database": {"enum": ["connected", "disconnected"]},
                 "timestamp": {"type": "string", "format": "date-time"},
+                "import": {
+                    "enum": ["running"],
+                    "description": "An import holds the patients table (requests may get 503 "
+                    "IMPORT_RUNNING)",
+                },
             },
         },
         "Error": {

@@ -81,6 +81,17 @@ BUSY_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.QueryCanceledError,  # statement_timeout, or a cancel by the administrator
     asyncpg.TransactionRollbackError,  # deadlock, serialization failure: retrying succeeds
 )
+# A statement waits this share of DB_TIMEOUT_SECONDS for a lock, then PostgreSQL says so
+# (LockNotAvailableError): an import holds the table (a rebuild holds it against readers too),
+# an answer the API can name, where the statement timeout could only say "unavailable".
+LOCK_WAIT_SHARE = 0.8
+# Locks only an import (or a migration) takes on patients: SHARE ROW EXCLUSIVE keeps writers
+# out while an import applies its rows, ACCESS EXCLUSIVE keeps everyone out during a rebuild.
+IMPORT_RUNNING = """SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE relation = 'patients'::regclass AND granted
+      AND mode IN ('ShareRowExclusiveLock', 'AccessExclusiveLock')
+)"""
 RETRY_INTERVAL_SECONDS = 1.0
 CONSTRAINT_FIELDS = {"patients_pkey": "id", "patients_patient_id_key": "patientID"}
 
@@ -125,7 +136,10 @@ def open_database(settings: Settings) -> Database:
         max_size=settings.db_pool_max,
         timeout=settings.db_timeout_seconds,
         command_timeout=settings.db_timeout_seconds,
-        server_settings={"application_name": APPLICATION_NAME},
+        server_settings={
+            "application_name": APPLICATION_NAME,
+            "lock_timeout": f"{round(settings.db_timeout_seconds * LOCK_WAIT_SHARE * 1000)}ms",
+        },
         reset=_keep_session,
     )
 
@@ -180,6 +194,20 @@ async def wait_until_reachable(
 def is_unavailable(error: BaseException) -> bool:
     """True when `error` means the database could not be reached, rather than a bug."""
     return isinstance(error, UNAVAILABLE_ERRORS) and not _is_query_argument_error(error)
+
+
+def is_locked(error: BaseException) -> bool:
+    """True when a statement gave up waiting for a lock on patients (an import holds it)."""
+    return isinstance(error, asyncpg.LockNotAvailableError)
+
+
+async def import_running(db: Database, within: float) -> bool | None:
+    """Whether an import holds the patients table now; None when PostgreSQL did not say."""
+    try:
+        answer: bool = await asyncio.wait_for(db.fetch_val(IMPORT_RUNNING), within)
+    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+        return None
+    return answer
 
 
 def is_busy(error: BaseException) -> bool:
