@@ -2,7 +2,7 @@
 
 The contract tests compare everything else with json-server. Each entry below is referred to by
 the code that leaves a request or a header out, and test_differences.py checks our side of it.
-The project README copies this table.
+docs/compatibility.md shows this table (a test keeps their topics the same).
 """
 
 from __future__ import annotations
