@@ -38,7 +38,7 @@ MAX_TEXT_LENGTH = 1000  # characters of one key or value
 # per count of its `{m,n}` bound, and matches back-references by trying every split: one short
 # pattern of either kind can cost seconds over 100,000 rows. Back-references are refused, and
 # the copies that bounds make in all `_like` patterns together (regex_copies) are bounded.
-MAX_REGEX_COPIES = 100
+MAX_REGEX_COPIES = 30
 BACK_REFERENCE = re.compile(r"\\[1-9]|\\k<")
 REGEX_TOKEN = re.compile(
     r"\\.|\[\^?\]?(?:\[:[a-z]+:\]|[^\]])*\]|\{\d*(?:,\d*)?\}|[()*+?]|.", re.DOTALL
@@ -256,7 +256,7 @@ def regex_copies(pattern: str) -> int:
     inside a bounded repeat costs more than any budget: `(\\w*\\s*){1,25}` took 4 s.
 
     >>> regex_copies("^John"), regex_copies("a{2,5}b"), regex_copies("(x{3}|y){4}z")
-    (0, 4, 17)
+    (0, 4, 14)
     """
     stack = [_Group()]
     last = _Group()  # the atom just read, for a quantifier after it
@@ -278,7 +278,7 @@ def regex_copies(pattern: str) -> int:
             last = _Group(last.size + copies, last.copies + copies)
             if group.copies > MAX_REGEX_COPIES:
                 break  # a bound can have hundreds of digits: stop multiplying
-        elif part != "?":
+        elif part not in "?|":  # not atoms
             last = _Group(1)
             group.add(last)
     return sum(group.copies for group in stack)

@@ -24,10 +24,14 @@ KNOWN_SORT = "_sort=insurance.provider,insurance.plan,insurance.memberNumber"
 UNKNOWN_PATHS = [(f"nowhere{n}.x", "x") for n in range(query.MAX_FILTERS)]
 TEXT_FIELDS = ["name", "gender", "medicalCondition", "patientID", "lastVisit", "age", "id"]
 ALL_MATCHING_LIKES = [
-    (f"{field}_like", ".{0,9}")
+    (f"{field}_like", ".{0,3}")  # two copies each
     for field in [*TEXT_FIELDS, "insurance.provider", "insurance.plan", "insurance.memberNumber"]
 ]
-ALTERNATION = "(" + "|".join("abcdefghijklmnopqrstuvwxy") + "){1,3}z"
+# Each alternative is copied twice: the most a repeat of three may hold.
+ALTERNATION = (
+    "(" + "|".join("abcdefghijklmnopqrstuvwxyz"[: query.MAX_REGEX_COPIES // 2]) + "){1,3}z"
+)
+LARGEST_REPEAT = f".{{1,{query.MAX_REGEX_COPIES + 1}}}x"
 
 
 def encode(pairs: list[tuple[str, str]]) -> str:
@@ -45,11 +49,15 @@ WORST = [
         id="every filter, every pattern matching every record, every sort key",
     ),
     pytest.param(
-        encode([("name_like", ".{1,100}x"), *[("gender_like", f"^{n}") for n in range(9)]])
+        encode([("name_like", LARGEST_REPEAT), *[("gender_like", f"^{n}") for n in range(9)]])
         + f"&{UNKNOWN_SORT}",
         id="the largest repeat a pattern may have",
     ),
     pytest.param(encode([("name_like", ALTERNATION)]), id="an alternation in a repeat"),
+    pytest.param(
+        encode([("name_like", f"(.{{1,{query.MAX_REGEX_COPIES + 1}}})+$")]) + f"&{UNKNOWN_SORT}",
+        id="a loop around the largest repeat, matching every record",
+    ),
     pytest.param(
         encode([("insurance.provider", f"P{n}") for n in range(query.MAX_PARAMETERS)]),
         id="a thousand values on a nested path",
