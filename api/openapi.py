@@ -151,16 +151,10 @@ def _list_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "The matching patients, in list order",
-                "headers": {
-                    "X-Total-Count": {
-                        "description": "Matches before slicing (with _page, _limit or _end)",
-                        "schema": {"type": "string"},
-                    },
-                    "Link": {
-                        "description": "first/prev/next/last pages (with _page)",
-                        "schema": {"type": "string"},
-                    },
-                },
+                "headers": _page_headers(
+                    "Matches before slicing (with _page, _limit or _end)",
+                    "first/prev/next/last pages (with _page)",
+                ),
                 "content": {
                     JSON: {
                         "schema": {
@@ -274,9 +268,7 @@ def _users_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "One page of users",
-                "headers": {
-                    "X-Total-Count": {"description": "All users", "schema": {"type": "string"}}
-                },
+                "headers": _page_headers("All users", "first/prev/next/last pages"),
                 "content": {JSON: {"schema": {"type": "array", "items": _ref("User")}}},
             },
             **_errors("400", "401", "403", "503"),
@@ -305,16 +297,7 @@ def _audit_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "One page of events",
-                "headers": {
-                    "X-Total-Count": {
-                        "description": "Matching events",
-                        "schema": {"type": "string"},
-                    },
-                    "Link": {
-                        "description": "first/prev/next/last pages",
-                        "schema": {"type": "string"},
-                    },
-                },
+                "headers": _page_headers("Matching events", "first/prev/next/last pages"),
                 "content": {JSON: {"schema": {"type": "array", "items": _ref("AuditEvent")}}},
             },
             **_errors("400", "401", "403", "503"),
@@ -335,6 +318,14 @@ def _user_change_operation() -> dict[str, Any]:
             },
             **_errors("400", "401", "403", "404", "415", "503"),
         },
+    }
+
+
+def _page_headers(total: str, links: str) -> dict[str, Any]:
+    text = {"type": "string"}
+    return {
+        "X-Total-Count": {"description": total, "schema": text},
+        "Link": {"description": links, "schema": text},
     }
 
 

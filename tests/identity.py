@@ -12,8 +12,8 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+import localoidc
 from api.settings import EntraSettings
 
 TENANT = "3f1c8d52-6a0e-4b7f-9c2d-5e8a1b4c7d90"
@@ -24,37 +24,43 @@ GRAPH = "00000003-0000-0000-c000-000000000000"
 
 @dataclasses.dataclass(frozen=True)
 class SigningKey:
-    kid: str
-    private: rsa.RSAPrivateKey
+    """A private RSA key as a JWK (localoidc's, the same the test provider signs with)."""
+
+    jwk: dict[str, Any]
 
     @classmethod
     def generate(cls, kid: str | None = None) -> SigningKey:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return cls(kid or uuid.uuid4().hex[:16], key)
+        return cls(localoidc.new_rsa_jwk(kid or uuid.uuid4().hex[:16]))
+
+    @property
+    def kid(self) -> str:
+        return str(self.jwk["kid"])
 
     def public_jwk(self) -> dict[str, Any]:
-        jwk: dict[str, Any] = json.loads(
-            jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key())
-        )
-        return {**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}
+        return localoidc.public_jwk(self.jwk)
 
     def private_jwk(self) -> dict[str, Any]:
         """The private key as a JWK, for the provider to sign with."""
-        jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private))
-        jwk.pop("key_ops", None)  # the provider would publish it on the public key too
-        return {**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}
+        return dict(self.jwk)
 
     def pyjwk(self) -> jwt.PyJWK:
         return jwt.PyJWK(self.public_jwk(), algorithm="RS256")
 
     def public_pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        return (
+            localoidc.private_key(self.jwk)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
 
     def sign(self, claims: dict[str, Any], **header: Any) -> str:
+        """Signed RS256 with the kid in the header; `kid=None` leaves it out."""
         headers = {key: value for key, value in {"kid": self.kid, **header}.items() if value}
-        return jwt.encode(claims, self.private, algorithm="RS256", headers=headers)
+        return jwt.encode(
+            claims, localoidc.private_key(self.jwk), algorithm="RS256", headers=headers
+        )
 
 
 def entra_settings(**overrides: Any) -> EntraSettings:

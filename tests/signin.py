@@ -61,6 +61,11 @@ CLIENTS = (
 )
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The request headers that carry `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def provider_config(*keys: SigningKey) -> localoidc.ProviderConfig:
     """The provider's configuration; it signs with the first key and publishes all of them."""
     return localoidc.ProviderConfig(

@@ -24,12 +24,14 @@ def venv_env(**overrides: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **overrides}
 
 
-def get(url: str, timeout: float = 5) -> tuple[int, Any]:
+def get(url: str, timeout: float = 5, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        with error:
+            return error.code, json.loads(error.read())
 
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:

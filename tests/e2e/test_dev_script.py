@@ -7,12 +7,11 @@ import shlex
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from localpg import free_port
 from tests.e2e.processes import REPO, drain, get, running, venv_env, wait_for_health
+from tests.signin import bearer
 
 SAMPLE = json.loads((REPO / "seed" / "db.json").read_text(encoding="utf-8"))["patients"]
 
@@ -68,14 +67,7 @@ def test_dev_serves_the_sample_keeps_data_and_stops_everything(tmp_path: pathlib
 
 
 def get_as(url: str, token: str | None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
+    return get(url, headers=bearer(token) if token else None)
 
 
 def test_dev_auth_prints_tokens_that_sign_in_with_curl(tmp_path: pathlib.Path) -> None:

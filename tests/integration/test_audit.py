@@ -19,13 +19,9 @@ from api import paging, store
 from tests.conftest import create_database, drop_database
 from tests.integration.conftest import client_for
 from tests.integration.helpers import SAMPLE, SAMPLE_DB_JSON, make_patient, query, run_module
-from tests.signin import ADMIN_OID, READER_OID, entra_settings_for
+from tests.signin import ADMIN_OID, READER_OID, bearer, entra_settings_for
 
 EVENTS = "SELECT * FROM audit_events ORDER BY id"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

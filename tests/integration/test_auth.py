@@ -16,7 +16,7 @@ import localoidc
 from tests.identity import GRAPH, OTHER_TENANT, TENANT, SigningKey, unsigned, user_claims
 from tests.integration.conftest import client_for
 from tests.integration.helpers import make_patient, query
-from tests.signin import ADMIN_OID, CONFIGURED_ADMIN_OID, READER_OID, entra_settings_for
+from tests.signin import ADMIN_OID, CONFIGURED_ADMIN_OID, READER_OID, bearer, entra_settings_for
 
 ORIGIN = "http://localhost:5173"
 
@@ -31,10 +31,6 @@ def api(migrated_database_url: str, oidc: localoidc.RunningProvider) -> Iterator
         cors_origins=(ORIGIN,),
     ) as test_client:
         yield test_client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def counts(url: str) -> tuple[int, int]:

@@ -13,13 +13,9 @@ from localpg import free_port
 from tests.identity import SigningKey, user_claims
 from tests.integration.conftest import client_for
 from tests.integration.helpers import make_patient, query
-from tests.signin import READER_OID, entra_settings_for, serving
+from tests.signin import READER_OID, bearer, entra_settings_for, serving
 
 COOLDOWN_SECONDS = 0.5
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_a_rotated_key_is_accepted_without_a_restart_and_outages_keep_cached_keys(
