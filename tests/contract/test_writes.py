@@ -108,6 +108,29 @@ def test_post_keeps_keys_with_spaces_and_unicode(write_pair: Pair) -> None:
     )
 
 
+LITERAL_PATTERNS = (
+    "k", "K", "kel", "s", "ss", "i", "I", "stra", "%25", "_", "a_b", "100%25", "o'b", "%20",
+    "e", "%C3%A9", "4", "2024-0", "nest",
+)  # fmt: skip
+
+
+def test_a_literal_like_folds_case_as_javascript_does(write_pair: Pair) -> None:
+    """A literal `_like` is a substring test, not a regular expression (sqlquery._like): its
+    case folding must still be JavaScript's, which folds no character outside ASCII into it."""
+    names = [
+        "\u212aelvin Sign", "Long \u017fs", "D\u0131otless", "\u0130stanbul", "Stra\u00dfe",
+        "Kelly 100%", "a_b c", "O'Brien", "Andr\u00e9", "axb", "Nested",
+    ]  # fmt: skip
+    posts = [post(make_patient(patientID=f"L{n}", name=name)) for n, name in enumerate(names)]
+    tagged = post(make_patient(patientID="LT", name="Tagged", tags={"note": "a"}))
+    reads = [
+        compare.get(f"/patients?{field}_like={pattern}")
+        for pattern in LITERAL_PATTERNS
+        for field in ("name", "lastVisit", "age", "tags")
+    ]
+    run(write_pair, *posts, tagged, *reads)
+
+
 def test_a_key_with_a_dot_is_found_before_the_path(write_pair: Pair) -> None:
     # lodash's _.get and _.has try "a.b" as one key before they read it as the path a -> b.
     run(
