@@ -162,6 +162,14 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
         # Normal on the web: the client went away mid-request. Nothing was written.
         LOG.info("client disconnected mid-request", extra={"request_id": request_id})
         return error_response(ApiError(400, "CLIENT_DISCONNECTED", "The client went away"))
+    if isinstance(error, store.PoolBusy):
+        LOG.warning("every database connection busy", extra={"request_id": request_id})
+        busy = ApiError(
+            503,
+            "SERVER_BUSY",
+            "The server is busy; retry after Retry-After seconds",
+        )
+        return error_response(busy, request_id, headers={"Retry-After": "1"})
     if store.is_locked(error):
         LOG.info("patients locked by an import", extra={"request_id": request_id})
         locked = ApiError(

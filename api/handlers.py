@@ -180,6 +180,13 @@ async def health(request: Request) -> Response:
     }
     if healthy and await store.import_running(_db(request), settings.health_timeout_seconds):
         body["import"] = "running"  # patients' writes (a rebuild: reads too) answer 503 now
+    if (pool := store.pool_state(_db(request))) is not None:
+        body["pool"] = {
+            "size": pool.get_size(),
+            "max": pool.get_max_size(),
+            "idle": pool.get_idle_size(),
+            "waiting": pool.waiting,
+        }
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 

@@ -30,6 +30,7 @@ ERROR_CODES = (
     "FORBIDDEN",
     "IDENTITY_PROVIDER_UNAVAILABLE",
     "IMPORT_RUNNING",
+    "SERVER_BUSY",
     "CONFLICT",
 )
 ERRORS = {
@@ -469,6 +470,16 @@ def _schemas() -> dict[str, Any]:
                     "enum": ["running"],
                     "description": "An import holds the patients table (requests may get 503 "
                     "IMPORT_RUNNING)",
+                },
+                "pool": {
+                    "type": "object",
+                    "description": "This instance's database connections: open, the most it "
+                    "opens, open and free, and requests waiting for one (past "
+                    "DB_TIMEOUT_SECONDS of waiting, 503 SERVER_BUSY)",
+                    "properties": {
+                        name: {"type": "integer", "minimum": 0}
+                        for name in ("size", "max", "idle", "waiting")
+                    },
                 },
             },
         },

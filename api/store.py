@@ -6,14 +6,15 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 import asyncpg
 from databases import Database
 
-from api import paging, patients, query, sqlquery, tokens
+from api import coalesce, paging, patients, query, sqlquery, tokens
 from api.settings import Settings
 
 T = TypeVar("T")
@@ -35,6 +36,10 @@ FROM (SELECT pg_get_serial_sequence('patients', 'id')::regclass AS seq) AS s,
 WHERE m.max_id IS NOT NULL
 """
 AUTO_ID_ATTEMPTS = 3
+# A busy pool's PostgreSQL counts as up when it answered a read this recently (ping()).
+ANSWERED_LATELY_SECONDS = 10.0
+# Concurrent identical list reads share one query (coalesce.py), keyed by database and statement.
+SHARED_READS: coalesce.Coalescer[asyncpg.Record | None] = coalesce.Coalescer()
 # One lock for every bulk write, so two seed runs never interleave.
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
 UPDATE_PATIENT = (
@@ -170,11 +175,25 @@ async def disconnect(db: Database, within: float) -> None:
 
 
 async def ping(db: Database, within: float) -> bool:
+    """Whether PostgreSQL answers. When every connection is busy, a query of the pool's that
+    PostgreSQL answered lately says so without waiting in line behind the requests: a health
+    check that timed out in the queue would call a busy instance down."""
+    pool = pool_state(db)
+    if pool is not None and pool.saturated and pool.answered_lately():
+        return True
     try:
         answer: object = await asyncio.wait_for(db.fetch_val("SELECT 1"), within)
+    except PoolBusy:
+        return pool is not None and pool.answered_lately()
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
         return False
     return answer == 1
+
+
+def pool_state(db: Database) -> _BoundedPool | None:
+    """The pool, once connect() bounded it."""
+    pool = getattr(db._backend, "_pool", None)
+    return pool if isinstance(pool, _BoundedPool) else None
 
 
 async def wait_until_reachable(
@@ -202,10 +221,14 @@ def is_locked(error: BaseException) -> bool:
 
 
 async def import_running(db: Database, within: float) -> bool | None:
-    """Whether an import holds the patients table now; None when PostgreSQL did not say."""
+    """Whether an import holds the patients table now; None when PostgreSQL did not say, or
+    every connection is busy (the health check does not wait in line)."""
+    pool = pool_state(db)
+    if pool is not None and pool.saturated:
+        return None
     try:
         answer: bool = await asyncio.wait_for(db.fetch_val(IMPORT_RUNNING), within)
-    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError, PoolBusy):
         return None
     return answer
 
@@ -233,10 +256,17 @@ async def list_patients(db: Database, listing: query.ListQuery) -> tuple[bytes, 
     if window is not None:
         total = await _count(db, listing) if window.needs_total else None
         offset, limit = window.bounds(total if total is not None else patients.MAX_ID)
-    statement = sqlquery.list_statement(listing, offset, limit)
-    row = await _guarded(_read(db, statement.sql, *statement.params))
+    row = await _shared_read(db, sqlquery.list_statement(listing, offset, limit))
     assert row is not None
     return row[0], row[1]
+
+
+async def _shared_read(db: Database, statement: sqlquery.Statement) -> asyncpg.Record | None:
+    """`_read` of a list statement, shared with the identical reads that arrive meanwhile."""
+    key = (db, statement.sql, repr(statement.params))
+    return await SHARED_READS.run(
+        key, lambda: _guarded(_read(db, statement.sql, *statement.params))
+    )
 
 
 async def fetch_patient(db: Database, patient_id: int) -> str | None:
@@ -252,7 +282,12 @@ async def _read(db: Database, sql: str, *params: Any) -> asyncpg.Record | None:
     with the same bound as every other query. Writes keep going through `databases`."""
     pool: _BoundedPool = db._backend._pool  # see connect()
     async with pool.acquire() as connection:
-        row: asyncpg.Record | None = await connection.fetchrow(sql, *params)
+        try:
+            row: asyncpg.Record | None = await connection.fetchrow(sql, *params)
+        except asyncpg.PostgresError:
+            pool.answered_at = time.monotonic()  # an error message is an answer too
+            raise
+        pool.answered_at = time.monotonic()
     return row
 
 
@@ -319,8 +354,7 @@ async def _locked(db: Database, patient_id: int) -> str | None:
 
 
 async def _count(db: Database, listing: query.ListQuery) -> int:
-    statement = sqlquery.count_statement(listing)
-    row = await _guarded(_read(db, statement.sql, *statement.params))
+    row = await _shared_read(db, sqlquery.count_statement(listing))
     assert row is not None
     total: int = row[0]
     return total
@@ -349,12 +383,21 @@ async def _unique(pending: Awaitable[T]) -> T:
         raise DuplicatePatient(CONSTRAINT_FIELDS.get(error.constraint_name or "", "id")) from None
 
 
+class PoolBusy(Exception):
+    """Every connection of the pool stayed in use for the whole wait: this instance is busy,
+    the database is not down. Answered 503 SERVER_BUSY with Retry-After."""
+
+
 class _BoundedPool:
-    """An asyncpg pool whose acquire() gives up after `within` seconds (TimeoutError)."""
+    """An asyncpg pool whose acquire() gives up after `within` seconds: PoolBusy when every
+    connection was in use, TimeoutError when opening one took too long. Waiting requests are
+    served first come, first served (asyncpg's queue of waiters is FIFO)."""
 
     def __init__(self, pool: asyncpg.Pool, within: float) -> None:
         self._pool = pool
         self._within = within
+        self.waiting = 0
+        self.answered_at = -math.inf  # time.monotonic() of PostgreSQL's last answer to a read
 
     def acquire(self) -> Any:
         # Only waiting for a free connection needs the bound. asyncpg arms a timer for every
@@ -362,10 +405,52 @@ class _BoundedPool:
         # connection is there (handed out at once, without suspending), none is armed.
         if self._pool.get_idle_size():
             return self._pool.acquire()
-        return self._pool.acquire(timeout=self._within)
+        return _Acquiring(self)
+
+    def answered_lately(self) -> bool:
+        return time.monotonic() - self.answered_at < ANSWERED_LATELY_SECONDS
+
+    @property
+    def saturated(self) -> bool:
+        """Every connection the pool may open is open and in use."""
+        pool = self._pool
+        return not pool.get_idle_size() and pool.get_size() >= pool.get_max_size()
+
+    async def wait_for_connection(self) -> asyncpg.Connection:
+        saturated = self.saturated
+        self.waiting += 1
+        try:
+            connection: asyncpg.Connection = await self._pool.acquire(timeout=self._within)
+        except TimeoutError:
+            if saturated:
+                raise PoolBusy from None
+            raise
+        finally:
+            self.waiting -= 1
+        return connection
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
+
+
+class _Acquiring:
+    """What asyncpg's pool.acquire() returns, for _BoundedPool: awaited (as `databases` does)
+    or used as `async with`."""
+
+    def __init__(self, pool: _BoundedPool) -> None:
+        self._pool = pool
+        self._connection: asyncpg.Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        return self._pool.wait_for_connection().__await__()
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._connection = await self._pool.wait_for_connection()
+        return self._connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._connection is not None
+        await self._pool.release(self._connection)
 
 
 def _insert_sql(patient: patients.PatientRow) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
+import pathlib
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,15 +16,33 @@ import pytest
 
 from localpg import free_port
 from tests.e2e.processes import running, venv_env, wait_for_health
-from tests.integration.helpers import query
+from tests.integration.helpers import query, run_module
 
 WRITERS = 100
+CROWD_RECORDS = 5000
 
 
 @pytest.fixture
 def api(migrated_database_url: str) -> Iterator[str]:
+    yield from serving(migrated_database_url)
+
+
+@pytest.fixture
+def crowded_api(migrated_database_url: str, tmp_path: pathlib.Path) -> Iterator[str]:
+    """CROWD_RECORDS patients, so that a whole list takes milliseconds; without access lines:
+    nobody reads the server's output pipe until it exits, and thousands of lines would fill
+    it and block the server."""
+    db_json = tmp_path / "db.json"
+    records = [patient(n, name=f"Crowd {n}") for n in range(CROWD_RECORDS)]
+    db_json.write_text(json.dumps({"patients": records}), encoding="utf-8")
+    seeded = run_module("seed", str(db_json), database_url=migrated_database_url)
+    assert seeded.returncode == 0, seeded.stderr
+    yield from serving(migrated_database_url, LOG_LEVEL="WARNING")
+
+
+def serving(database_url: str, **settings: str) -> Iterator[str]:
     port = free_port()
-    env = venv_env(DATABASE_URL=migrated_database_url, PORT=str(port), HOST="127.0.0.1")
+    env = venv_env(DATABASE_URL=database_url, PORT=str(port), HOST="127.0.0.1", **settings)
     with running(["sh", "docker/serve"], env) as server:
         base = f"http://127.0.0.1:{port}"
         wait_for_health(base, server)
@@ -105,3 +126,33 @@ def test_concurrent_patches_with_one_if_match_let_exactly_one_win(
     winner = next(response for response in responses if response.status_code == 200)
     assert record == winner.json()
     assert [event["action"] for event in events(migrated_database_url)] == ["create", "update"]
+
+
+def test_a_list_read_during_a_crowd_of_identical_reads_sees_every_earlier_write(
+    crowded_api: str,
+) -> None:
+    """Identical list reads share queries (api/coalesce.py); a writer's next read must still see
+    its own write, however many readers are waiting for the same list."""
+    stop = threading.Event()
+
+    def crowd(_: int) -> int:
+        reads = 0
+        with httpx2.Client(base_url=crowded_api, timeout=60) as c:
+            while not stop.is_set():
+                assert c.get("/patients").status_code == 200
+                assert c.get("/patients?name_like=writer").status_code == 200
+                reads += 2
+        return reads
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        readers = [pool.submit(crowd, n) for n in range(19)]
+        try:
+            with httpx2.Client(base_url=crowded_api, timeout=60) as c:
+                for n in range(CROWD_RECORDS, CROWD_RECORDS + 50):
+                    created = c.post("/patients", json=patient(n, name=f"Writer {n}")).json()
+                    assert created in c.get("/patients").json()
+                    changed = c.patch(f"/patients/{created['id']}", json={"age": n % 100}).json()
+                    assert changed in c.get("/patients?name_like=writer").json()
+        finally:
+            stop.set()
+        assert sum(reader.result() for reader in readers) > 0

@@ -1,9 +1,11 @@
 import asyncio
 import time
 
+import httpx2
 import pytest
 
 from api import store
+from api.app import create_app
 from api.settings import Settings
 
 
@@ -26,10 +28,10 @@ def test_a_saturated_pool_fails_fast_instead_of_hanging(migrated_database_url: s
         await holding.wait()
         started = time.monotonic()
         try:
-            with pytest.raises(TimeoutError):
+            with pytest.raises(store.PoolBusy):
                 await db.fetch_val("SELECT 1")
             waited = time.monotonic() - started
-            with pytest.raises(TimeoutError):  # GET by id takes its connection straight
+            with pytest.raises(store.PoolBusy):  # GET by id takes its connection straight
                 await store.fetch_patient(db, 1)
             return waited
         finally:
@@ -39,4 +41,47 @@ def test_a_saturated_pool_fails_fast_instead_of_hanging(migrated_database_url: s
 
     waited = asyncio.run(scenario())
     assert 0.5 < waited < 5
-    assert store.is_unavailable(TimeoutError()), "the API answers it with 503"
+
+
+def test_a_busy_instance_answers_503_server_busy_and_its_health_stays_true(
+    migrated_database_url: str,
+) -> None:
+    """Busy is not down: a request that waited DB_TIMEOUT_SECONDS for a connection gets its own
+    error code, and /health says the database answers and shows the queue."""
+    settings = Settings(database_url=migrated_database_url, db_pool_max=1, db_timeout_seconds=1)
+    application = create_app(settings)
+
+    async def scenario() -> tuple[httpx2.Response, httpx2.Response, httpx2.Response]:
+        transport = httpx2.ASGITransport(app=application)
+        async with (
+            application.router.lifespan_context(application),
+            httpx2.AsyncClient(transport=transport, base_url="http://registry") as client,
+        ):
+            assert (await client.get("/patients")).status_code == 200  # PostgreSQL answered
+            db = application.state.db
+            holding, release = asyncio.Event(), asyncio.Event()
+
+            async def hold_the_only_connection() -> None:
+                async with db.connection():
+                    await db.fetch_val("SELECT 1")
+                    holding.set()
+                    await release.wait()
+
+            holder = asyncio.create_task(hold_the_only_connection())
+            await holding.wait()
+            waiting = asyncio.create_task(client.get("/patients?name_like=x"))
+            await asyncio.sleep(0.2)
+            health = await client.get("/health")
+            busy = await waiting
+            release.set()
+            await holder
+            return busy, health, await client.get("/health")
+
+    busy, health, after = asyncio.run(scenario())
+    assert busy.status_code == 503
+    assert busy.json()["error_code"] == "SERVER_BUSY"
+    assert busy.headers["retry-after"] == "1"
+    assert health.status_code == 200, health.text
+    assert health.json()["database"] == "connected"
+    assert health.json()["pool"] == {"size": 1, "max": 1, "idle": 0, "waiting": 1}
+    assert after.json()["pool"]["waiting"] == 0
