@@ -1,12 +1,35 @@
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
+from databases import Database
 
 from api import store
 from api.app import create_app
 from api.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def holding_the_only_connection(db: Database) -> AsyncIterator[None]:
+    """The pool's one connection stays in use by another task until the block ends."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with db.connection():
+            await db.fetch_val("SELECT 1")
+            holding.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await holding.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        await holder
 
 
 def test_a_saturated_pool_fails_fast_instead_of_hanging(migrated_database_url: str) -> None:
@@ -15,28 +38,16 @@ def test_a_saturated_pool_fails_fast_instead_of_hanging(migrated_database_url: s
     async def scenario() -> float:
         db = store.open_database(settings)
         await store.connect(db, settings.db_timeout_seconds)
-        holding = asyncio.Event()
-        release = asyncio.Event()
-
-        async def hold_the_only_connection() -> None:
-            async with db.connection():
-                await db.fetch_val("SELECT 1")
-                holding.set()
-                await release.wait()
-
-        holder = asyncio.create_task(hold_the_only_connection())
-        await holding.wait()
-        started = time.monotonic()
         try:
-            with pytest.raises(store.PoolBusy):
-                await db.fetch_val("SELECT 1")
-            waited = time.monotonic() - started
-            with pytest.raises(store.PoolBusy):  # GET by id takes its connection straight
-                await store.fetch_patient(db, 1)
-            return waited
+            async with holding_the_only_connection(db):
+                started = time.monotonic()
+                with pytest.raises(store.PoolBusy):
+                    await db.fetch_val("SELECT 1")
+                waited = time.monotonic() - started
+                with pytest.raises(store.PoolBusy):  # GET by id takes its connection straight
+                    await store.fetch_patient(db, 1)
+                return waited
         finally:
-            release.set()
-            await holder
             await store.disconnect(db, 5)
 
     waited = asyncio.run(scenario())
@@ -58,23 +69,11 @@ def test_a_busy_instance_answers_503_server_busy_and_its_health_stays_true(
             httpx2.AsyncClient(transport=transport, base_url="http://registry") as client,
         ):
             assert (await client.get("/patients")).status_code == 200  # PostgreSQL answered
-            db = application.state.db
-            holding, release = asyncio.Event(), asyncio.Event()
-
-            async def hold_the_only_connection() -> None:
-                async with db.connection():
-                    await db.fetch_val("SELECT 1")
-                    holding.set()
-                    await release.wait()
-
-            holder = asyncio.create_task(hold_the_only_connection())
-            await holding.wait()
-            waiting = asyncio.create_task(client.get("/patients?name_like=x"))
-            await asyncio.sleep(0.2)
-            health = await client.get("/health")
-            busy = await waiting
-            release.set()
-            await holder
+            async with holding_the_only_connection(application.state.db):
+                waiting = asyncio.create_task(client.get("/patients?name_like=x"))
+                await asyncio.sleep(0.2)
+                health = await client.get("/health")
+                busy = await waiting
             return busy, health, await client.get("/health")
 
     busy, health, after = asyncio.run(scenario())
