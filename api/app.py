@@ -138,7 +138,9 @@ def _swagger_ui_assets() -> str:
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     authenticator: auth.Authenticator | None = app.state.authenticator
-    await store.connect(app.state.db, settings.db_timeout_seconds)
+    await store.connect(
+        app.state.db, settings.db_timeout_seconds, settings.list_memory_mb * 1024 * 1024
+    )
     if authenticator is not None:
         # In the background: the API starts while the identity provider is unreachable.
         authenticator.keys.refresh_in_background()

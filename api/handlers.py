@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from api import audit, auth, paging, patients, query, store, users
-from api.responses import ApiError, JSONResponse
+from api.responses import ApiError, JSONResponse, PartsResponse
 from api.settings import Settings
 
 # json-server compares the URL id with String(record.id), so "01" or "1.0" find nothing.
@@ -37,7 +37,11 @@ DOCS_PAGE = """<!doctype html>
 
 async def list_patients(request: Request) -> Response:
     listing = query.parse(request.scope["query_string"].decode("utf-8", "replace"))
-    body, total = await store.list_patients(_db(request), listing)
+    try:
+        parts, total = await store.list_patients(_db(request), listing)
+    except store.ListTooLarge:
+        detail = "The list is longer than this server sends at once; ask for it in pages (_page)"
+        raise ApiError(400, "LIST_TOO_LARGE", detail) from None
     headers: dict[str, str] = {}
     if listing.counted:
         assert total is not None
@@ -46,7 +50,7 @@ async def list_patients(request: Request) -> Response:
         headers["Access-Control-Expose-Headers"] = exposed
         if listing.page:
             headers["Link"] = query.page_links(_original_url(request), listing.page, total)
-    return _json(body, headers=headers)
+    return PartsResponse(parts, headers=headers, media_type=JSON_CONTENT_TYPE)
 
 
 class PatientReader:

@@ -12,6 +12,7 @@ ERROR_CODES = (
     "INVALID_BODY",
     "VALIDATION_ERROR",
     "INVALID_QUERY",
+    "LIST_TOO_LARGE",
     "NOT_FOUND",
     "METHOD_NOT_ALLOWED",
     "DUPLICATE_ID",
@@ -34,7 +35,10 @@ ERROR_CODES = (
     "CONFLICT",
 )
 ERRORS = {
-    "400": "Malformed JSON, a body that is not an object, an invalid field or query",
+    "400": (
+        "Malformed JSON, a body that is not an object, an invalid field or query,"
+        " or a list longer than LIST_MEMORY_MB holds"
+    ),
     "401": "No valid bearer token (AUTH_MODE=entra); see WWW-Authenticate",
     "403": "The token lacks the scope or role, or the caller is not an administrator",
     "404": "No such patient or user",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette import responses
+from starlette.types import Receive, Scope, Send
 
 
 class JSONResponse(responses.JSONResponse):
@@ -17,6 +18,29 @@ class JSONResponse(responses.JSONResponse):
         # An error may echo a client's key holding a lone surrogate: escape it, never crash.
         text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return text.encode("utf-8", "backslashreplace")
+
+
+class PartsResponse(responses.Response):
+    """A body sent in the parts it was made in, never joined: each part is handed over only
+    once the client took the ones before (the server's flow control), so a slow client holds
+    at most a part of a long list in its buffer, and the parts are shared by every reader."""
+
+    def __init__(
+        self,
+        parts: Sequence[bytes],
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.parts = parts
+        length = {"content-length": str(sum(len(part) for part in parts))}
+        super().__init__(None, headers={**(headers or {}), **length}, media_type=media_type)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = self.raw_headers
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        for part in self.parts[:-1]:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": self.parts[-1] if self.parts else b""})
 
 
 class ApiError(Exception):

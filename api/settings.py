@@ -39,6 +39,7 @@ class Settings:
     health_timeout_seconds: float = 2.0
     shutdown_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_048_576
+    list_memory_mb: int = 256
     db_wait_seconds: float = 60.0
     auth_mode: str = "none"
     allow_anonymous_access: bool = False
@@ -65,6 +66,7 @@ class Settings:
                 "HEALTH_TIMEOUT_SECONDS", get("HEALTH_TIMEOUT_SECONDS", "2")
             ),
             max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "1048576"), minimum=1),
+            list_memory_mb=_int("LIST_MEMORY_MB", get("LIST_MEMORY_MB", "256"), minimum=4),
             db_wait_seconds=_float("DB_WAIT_SECONDS", get("DB_WAIT_SECONDS", "60")),
             auth_mode=auth_mode,
             allow_anonymous_access=_bool(

@@ -8,13 +8,14 @@ import json
 import logging
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 import asyncpg
 from databases import Database
 
-from api import coalesce, paging, patients, query, sqlquery, tokens
+from api import budget, coalesce, paging, patients, query, sqlquery, tokens
 from api.settings import Settings
 
 T = TypeVar("T")
@@ -39,7 +40,14 @@ AUTO_ID_ATTEMPTS = 3
 # A busy pool's PostgreSQL counts as up when it answered a read this recently (ping()).
 ANSWERED_LATELY_SECONDS = 10.0
 # Concurrent identical list reads share one query (coalesce.py), keyed by database and statement.
-SHARED_READS: coalesce.Coalescer[asyncpg.Record | None] = coalesce.Coalescer()
+SHARED_READS: coalesce.Coalescer[list[asyncpg.Record]] = coalesce.Coalescer()
+SHARED_LISTS: coalesce.Coalescer[tuple[ListParts, int | None]] = coalesce.Coalescer()
+# A window of at most this many rows (a page) is read in one go, outside the list memory budget:
+# the window bounds it. Longer lists are read PARTS_PER_FETCH parts at a time, each batch's
+# bytes taken from the budget first (budget.py, LIST_MEMORY_MB).
+SMALL_WINDOW_ROWS = 1000
+PARTS_PER_FETCH = 8
+FETCH_BYTES = PARTS_PER_FETCH * sqlquery.PART_BYTES
 # One lock for every bulk write, so two seed runs never interleave.
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
 UPDATE_PATIENT = (
@@ -157,13 +165,15 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     is needed."""
 
 
-async def connect(db: Database, acquire_within: float) -> None:
+async def connect(
+    db: Database, acquire_within: float, list_memory_bytes: int = 256 * 1024 * 1024
+) -> None:
     """Open the pool (no connection yet when DB_POOL_MIN is 0, so this works while PostgreSQL is
     down) and bound every pool acquisition: `databases` 0.9 waits forever for a free connection,
     so a saturated pool would hang requests instead of answering 503."""
     await db.connect()
     # databases is frozen at 0.9.0 and reads only `_pool`; tests/integration pins this.
-    db._backend._pool = _BoundedPool(db._backend._pool, acquire_within)
+    db._backend._pool = _BoundedPool(db._backend._pool, acquire_within, list_memory_bytes)
 
 
 async def disconnect(db: Database, within: float) -> None:
@@ -245,27 +255,97 @@ def _is_query_argument_error(error: BaseException) -> bool:
     return isinstance(error, asyncpg.InterfaceError) and "query argument" in str(error)
 
 
-async def list_patients(db: Database, listing: query.ListQuery) -> tuple[bytes, int | None]:
-    """The JSON array of the matching records as UTF-8, and their count when `listing.counted`.
+class ListParts(list[bytes]):
+    """A list's JSON array in parts. Its bytes stay taken from the pool's list memory budget
+    until the last response sending it lets go of it."""
+
+
+class ListTooLarge(Exception):
+    """The list alone needs more than the whole list memory budget (LIST_MEMORY_MB)."""
+
+
+async def list_patients(db: Database, listing: query.ListQuery) -> tuple[list[bytes], int | None]:
+    """The JSON array of the matching records as UTF-8, in parts that together make the array
+    (each at most sqlquery.PART_BYTES), and their count when `listing.counted`.
 
     Bytes, not text: a whole list is megabytes that would otherwise be decoded only to be
-    encoded again for the response."""
+    encoded again for the response. Parts, not one value: the response sends them one by one,
+    so memory never holds the list twice, and asyncpg never buffers it as one message."""
     window = listing.window
     offset: int | None = None
     limit: int | None = None
     if window is not None:
         total = await _count(db, listing) if window.needs_total else None
         offset, limit = window.bounds(total if total is not None else patients.MAX_ID)
-    row = await _shared_read(db, sqlquery.list_statement(listing, offset, limit))
-    assert row is not None
-    return row[0], row[1]
+    statement = sqlquery.list_statement(listing, offset, limit)
+    if limit is not None and limit <= SMALL_WINDOW_ROWS:
+        rows = await _shared_read(db, statement)
+        return _parts(rows), rows[0]["total"]
+    key = (db, statement.sql, repr(statement.params))
+    return await SHARED_LISTS.run(key, lambda: _guarded(_read_long_list(db, statement)))
 
 
-async def _shared_read(db: Database, statement: sqlquery.Statement) -> asyncpg.Record | None:
-    """`_read` of a list statement, shared with the identical reads that arrive meanwhile."""
+def _parts(rows: list[asyncpg.Record]) -> list[bytes]:
+    """The parts of a list statement's rows, in order (sqlquery.list_statement)."""
+    return [row["part"] for row in sorted(rows, key=lambda row: int(row["start"]))]
+
+
+async def _read_long_list(
+    db: Database, statement: sqlquery.Statement
+) -> tuple[ListParts, int | None]:
+    """A list of any length, read through a cursor a batch of parts at a time, each batch's
+    bytes taken from the list memory budget before it is read (budget.py): so lists in memory
+    never hold more than the budget, however many clients ask for however long lists."""
+    pool: _BoundedPool = db._backend._pool  # see connect()
+    held = [0]  # bytes taken from the budget
+    parts = ListParts()
+    weakref.finalize(parts, lambda: pool.list_memory.give_back(held[0]))
+    try:
+        rows = await _fetch_parts(pool, statement, held)
+    except BaseException:
+        # Now, not when the traceback (which holds `parts`) is collected.
+        pool.list_memory.give_back(held[0])
+        held[0] = 0
+        raise
+    parts.extend(_parts(rows))
+    return parts, rows[0]["total"]
+
+
+async def _fetch_parts(
+    pool: _BoundedPool, statement: sqlquery.Statement, held: list[int]
+) -> list[asyncpg.Record]:
+    memory = pool.list_memory
+    rows: list[asyncpg.Record] = []
+    try:
+        async with pool.acquire() as connection, connection.transaction(readonly=True):
+            cursor = await connection.cursor(statement.sql, *statement.params)
+            while len(rows) % PARTS_PER_FETCH == 0:
+                await memory.take(FETCH_BYTES, held[0], pool.within)
+                held[0] += FETCH_BYTES
+                batch = await cursor.fetch(PARTS_PER_FETCH)
+                unused = FETCH_BYTES - sum(len(row["part"]) for row in batch)
+                memory.give_back(unused)
+                held[0] -= unused
+                rows.extend(batch)
+                if not batch:
+                    break
+            pool.answered_at = time.monotonic()
+    except budget.TooLarge:
+        raise ListTooLarge from None
+    except budget.BudgetBusy:
+        raise PoolBusy from None
+    except asyncpg.PostgresError:
+        pool.answered_at = time.monotonic()  # an error message is an answer too
+        raise
+    return rows
+
+
+async def _shared_read(db: Database, statement: sqlquery.Statement) -> list[asyncpg.Record]:
+    """The rows of a small list or a count statement, shared with the identical reads that
+    arrive meanwhile."""
     key = (db, statement.sql, repr(statement.params))
     return await SHARED_READS.run(
-        key, lambda: _guarded(_read(db, statement.sql, *statement.params))
+        key, lambda: _guarded(_read_all(db, statement.sql, *statement.params))
     )
 
 
@@ -276,19 +356,29 @@ async def fetch_patient(db: Database, patient_id: int) -> str | None:
 
 
 async def _read(db: Database, sql: str, *params: Any) -> asyncpg.Record | None:
-    """One row of a read-only statement with positional parameters. Reads are the hot path,
+    """The first row of a read-only statement with positional parameters (see _answer)."""
+    return await _answer(db, lambda connection: connection.fetchrow(sql, *params))
+
+
+async def _read_all(db: Database, sql: str, *params: Any) -> list[asyncpg.Record]:
+    """Every row of a read-only statement with positional parameters (see _answer)."""
+    return await _answer(db, lambda connection: connection.fetch(sql, *params))
+
+
+async def _answer(db: Database, ask: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`ask` on a pool connection, noting when PostgreSQL last answered. Reads are the hot path,
     so they go straight to asyncpg (a prepared statement, no SQLAlchemy compile per call, ~10%
     of a list request's CPU) on a connection of the pool that `databases` manages, acquired
     with the same bound as every other query. Writes keep going through `databases`."""
     pool: _BoundedPool = db._backend._pool  # see connect()
     async with pool.acquire() as connection:
         try:
-            row: asyncpg.Record | None = await connection.fetchrow(sql, *params)
+            answer = await ask(connection)
         except asyncpg.PostgresError:
             pool.answered_at = time.monotonic()  # an error message is an answer too
             raise
         pool.answered_at = time.monotonic()
-    return row
+    return answer
 
 
 async def insert_patient(db: Database, patient: patients.PatientRow, audit: Audit | None) -> str:
@@ -354,9 +444,8 @@ async def _locked(db: Database, patient_id: int) -> str | None:
 
 
 async def _count(db: Database, listing: query.ListQuery) -> int:
-    row = await _shared_read(db, sqlquery.count_statement(listing))
-    assert row is not None
-    total: int = row[0]
+    rows = await _shared_read(db, sqlquery.count_statement(listing))
+    total: int = rows[0][0]
     return total
 
 
@@ -393,9 +482,10 @@ class _BoundedPool:
     connection was in use, TimeoutError when opening one took too long. Waiting requests are
     served first come, first served (asyncpg's queue of waiters is FIFO)."""
 
-    def __init__(self, pool: asyncpg.Pool, within: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, within: float, list_memory_bytes: int) -> None:
         self._pool = pool
-        self._within = within
+        self.within = within
+        self.list_memory = budget.ByteBudget(list_memory_bytes)
         self.waiting = 0
         self.answered_at = -math.inf  # time.monotonic() of PostgreSQL's last answer to a read
 
@@ -420,7 +510,7 @@ class _BoundedPool:
         saturated = self.saturated
         self.waiting += 1
         try:
-            connection: asyncpg.Connection = await self._pool.acquire(timeout=self._within)
+            connection: asyncpg.Connection = await self._pool.acquire(timeout=self.within)
         except TimeoutError:
             if saturated:
                 raise PoolBusy from None

@@ -1,11 +1,15 @@
 """What lists read since migration 0006: the stored wire JSON and the kept count, after writes."""
 
+import asyncio
 from typing import Any
 
 import psycopg
 import pytest
+from databases import Database
 from starlette.testclient import TestClient
 
+from api import query as query_module
+from api import sqlquery, store
 from tests.integration.helpers import execute, make_patient, query
 
 COUNTED = (
@@ -105,3 +109,42 @@ def test_the_stored_wire_json_is_the_text_patients_json_builds(migrated_database
     )
     assert differing == []
     assert len(query(migrated_database_url, "SELECT 1 FROM patients")) == len(TRICKY)
+
+
+def test_a_list_longer_than_a_part_arrives_whole_and_in_order(
+    migrated_database_url: str, client: TestClient
+) -> None:
+    """PostgreSQL sends a long list in byte slices (sqlquery.PART_BYTES); they may cut a
+    character's UTF-8 bytes in two, and the response must still be the one JSON array."""
+    name = "Zoë 😀 " * 40  # multi-byte characters throughout, so some slice cuts one
+    execute(
+        migrated_database_url,
+        f"INSERT INTO patients ({COLUMNS}) SELECT 'L' || n, %s || n, n, NULL, NULL, NULL, '{{}}'"
+        " FROM generate_series(1, 3000) AS n",
+        (name,),
+    )
+    listing = query_module.parse("_sort=age&_order=desc")
+    parts, total = asyncio.run(_listed_parts(migrated_database_url, listing))
+
+    assert len(parts) > 2
+    assert total is None
+    assert all(len(part) <= sqlquery.PART_BYTES for part in parts)
+    plain = client.get("/patients?_sort=age&_order=desc", headers={"Accept-Encoding": "identity"})
+    compressed = client.get("/patients?_sort=age&_order=desc", headers={"Accept-Encoding": "gzip"})
+
+    assert plain.status_code == compressed.status_code == 200
+    assert plain.headers["content-length"] == str(len(plain.content))
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert plain.content == compressed.content == b"".join(parts)
+    records = plain.json()
+    assert [record["age"] for record in records] == list(range(3000, 0, -1))
+    assert all(record["name"] == f"{name}{record['age']}" for record in records)
+
+
+async def _listed_parts(url: str, listing: query_module.ListQuery) -> tuple[list[bytes], Any]:
+    db = Database(url)
+    await store.connect(db, acquire_within=5)
+    try:
+        return await store.list_patients(db, listing)
+    finally:
+        await db.disconnect()
