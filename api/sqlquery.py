@@ -104,13 +104,16 @@ def list_statement(listing: query.ListQuery, offset: int | None, limit: int | No
         # otherwise hash-join the whole table.
         record = f"SELECT w.wire FROM patients AS w WHERE w.storage_order = page.k{len(terms) - 1}"
         wire, rows = f"({record}), ',' ORDER BY {_keys(terms, 'page.')}", f"({page}) AS page"
-    body = (
-        f"SELECT convert_to(coalesce('[' || string_agg({wire}) || ']', '[]'), 'UTF8') FROM {rows}"
-    )
     total = f"({_count(listing, where)})" if listing.counted else "CAST(NULL AS bigint)"
+    # The aggregate in FROM keeps `b` a subquery of its own: a plain one would be pulled up,
+    # and PostgreSQL would then build the list twice (for length() and for substring()).
+    body = (
+        f"SELECT convert_to(coalesce('[' || string_agg({wire}) || ']', '[]'), 'UTF8') AS body,"
+        f" {total} AS total FROM {rows}"
+    )
     return Statement(
         f"SELECT s.start, substring(b.body FROM s.start FOR {PART_BYTES}) AS part, b.total"
-        f" FROM (SELECT ({body}) AS body, {total} AS total) AS b"
+        f" FROM ({body}) AS b"
         f" CROSS JOIN LATERAL generate_series(1, length(b.body), {PART_BYTES}) AS s (start)",
         params.values,
     )
