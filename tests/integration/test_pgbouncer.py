@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
 import time
 
 import psycopg
 
 from tests.integration.conftest import client_for
 from tests.integration.helpers import (
+    SAMPLE,
+    SAMPLE_DB_JSON,
     make_patient,
     query,
+    run_module,
 )
 from tests.pgbouncer import PgBouncer
 
@@ -21,6 +26,48 @@ AUDIT = "SELECT action FROM audit_events ORDER BY id"
 LOCK_HOLDER = """SELECT l.pid FROM pg_locks AS l
 WHERE l.locktype = 'advisory' AND l.granted
   AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"""
+
+
+def test_seed_imports_upserts_and_exports_through_pgbouncer(
+    pooled_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    first = run_module("seed", str(SAMPLE_DB_JSON), database_url=pooled_database_url, **POOLED)
+    changed = tmp_path / "changed.json"
+    changed.write_text(
+        json.dumps({"patients": [{**SAMPLE[0], "age": 99}, *SAMPLE[1:]]}), encoding="utf-8"
+    )
+    # A second import on the same pooled server connection: a new staging table, COPY again.
+    upsert = run_module(
+        "seed", "import", "--mode", "upsert", "--report", str(tmp_path / "report.json"),
+        str(changed), database_url=pooled_database_url, **POOLED,
+    )  # fmt: skip
+    exported = run_module("seed", "export", database_url=pooled_database_url, **POOLED)
+
+    assert first.returncode == 0, first.stderr
+    assert f"{len(SAMPLE)} inserted" in first.stdout
+    assert upsert.returncode == 0, upsert.stderr
+    assert "0 inserted, 1 updated" in upsert.stdout
+    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["patients"][0]["age"] == 99
+
+
+def test_seed_rebuilds_a_large_import_through_pgbouncer(
+    pooled_database_url: str, tmp_path: pathlib.Path
+) -> None:
+    records = [{"patientID": f"B{n:05d}", "name": f"Bulk {n}"} for n in range(REBUILT_RECORDS)]
+    records.append({"patientID": "B00000", "name": "A duplicate, rejected"})
+    path = tmp_path / "db.json"
+    path.write_text(json.dumps({"patients": records}), encoding="utf-8")
+
+    result = run_module("seed", str(path), database_url=pooled_database_url, **POOLED)
+
+    assert result.returncode == 0, result.stderr
+    assert f"{REBUILT_RECORDS} inserted" in result.stdout
+    assert "1 rejected" in result.stdout
+    with client_for(pooled_database_url, db_pooler="pgbouncer") as api:
+        listed = api.get("/patients?_page=1&_limit=1")
+    assert listed.headers["x-total-count"] == str(REBUILT_RECORDS)
 
 
 def test_api_reads_and_writes_through_pgbouncer(pooled_database_url: str) -> None:
