@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 
 import psycopg
 
+from migrator import runner
 from tests.integration.conftest import client_for
 from tests.integration.helpers import (
+    REPO,
     SAMPLE,
     SAMPLE_DB_JSON,
     make_patient,
     query,
     run_module,
+    table_exists,
 )
 from tests.pgbouncer import PgBouncer
 
@@ -26,6 +34,63 @@ AUDIT = "SELECT action FROM audit_events ORDER BY id"
 LOCK_HOLDER = """SELECT l.pid FROM pg_locks AS l
 WHERE l.locktype = 'advisory' AND l.granted
   AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"""
+
+
+def test_migrator_applies_every_migration_through_pgbouncer_then_is_up_to_date(
+    pgbouncer: PgBouncer, empty_database_url: str
+) -> None:
+    pooled = pgbouncer.url(empty_database_url)
+    first = run_module("migrator", database_url=pooled, **POOLED)
+    second = run_module("migrator", database_url=pooled, **POOLED)
+    rolled_back = run_module("migrator", "rollback", "--steps", "2", database_url=pooled)
+    again = run_module("migrator", database_url=pooled)
+
+    assert first.returncode == 0, first.stderr
+    assert "applied 0 migration(s)" in second.stdout, second.stderr
+    assert "rolled back 2 migration(s)" in rolled_back.stdout, rolled_back.stderr
+    assert "applied 2 migration(s)" in again.stdout, again.stderr
+    assert table_exists(empty_database_url, "patients")
+    assert query(empty_database_url, "SELECT * FROM yoyo_lock") == []
+
+
+def test_a_killed_migrator_behind_pgbouncer_leaves_no_lock_behind(
+    pgbouncer: PgBouncer, migrated_database_url: str
+) -> None:
+    pooled = pgbouncer.url(migrated_database_url)
+    with psycopg.connect(migrated_database_url) as blocker:
+        # yoyo reads its log table right after the guard took the lock: the migrator waits here,
+        # holding the lock, until it is killed.
+        blocker.execute("LOCK TABLE _yoyo_migration IN ACCESS EXCLUSIVE MODE")
+        migrator = subprocess.Popen(
+            [sys.executable, "-m", "migrator"],
+            cwd=REPO,
+            env=_env(pooled),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert _eventually(
+                lambda: query(migrated_database_url, LOCK_HOLDER, (runner.ADVISORY_LOCK_KEY,))
+            )
+        finally:
+            migrator.send_signal(signal.SIGKILL)
+            migrator.wait()
+        blocker.rollback()
+
+    started = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "migrator"],
+        cwd=REPO,
+        env=_env(pooled),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert second.returncode == 0, second.stderr
+    assert time.monotonic() - started < 10, "the second migrator waited for a stale lock"
+    assert query(migrated_database_url, LOCK_HOLDER, (runner.ADVISORY_LOCK_KEY,)) == []
 
 
 def test_seed_imports_upserts_and_exports_through_pgbouncer(
@@ -123,3 +188,16 @@ def test_api_behind_pgbouncer_names_an_import_holding_the_table(
     assert waited < timeout  # lock_timeout (0.8 x), not the statement's timeout, ended it
     assert read.status_code == 200
     assert after.status_code == 200
+
+
+def _env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, **POOLED}
+
+
+def _eventually(check: Callable[[], object], within: float = 20) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
