@@ -15,6 +15,10 @@ PLACEHOLDER_PASSWORDS = frozenset(
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 AUTH_MODES = ("none", "entra")
+# What sits between the components and PostgreSQL: nothing, or PgBouncer in transaction pooling
+# mode, where a server connection serves one transaction and then another client's
+# (docs/pgbouncer.md: what that changes).
+POOLERS = ("none", "pgbouncer")
 ENTRA_PUBLIC_CLOUD = "https://login.microsoftonline.com"
 ENTRA_V1_ISSUER_HOST = "https://sts.windows.net"
 # Tenant names Entra accepts in place of a tenant id for discovery (multi-tenant apps).
@@ -36,6 +40,7 @@ class Settings:
     db_pool_min: int = 0
     db_pool_max: int = 10
     db_timeout_seconds: float = 5.0
+    db_pooler: str = "none"
     health_timeout_seconds: float = 2.0
     shutdown_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_048_576
@@ -62,6 +67,7 @@ class Settings:
             db_pool_min=_int("DB_POOL_MIN", get("DB_POOL_MIN", "0"), minimum=0),
             db_pool_max=_int("DB_POOL_MAX", get("DB_POOL_MAX", "10"), minimum=1),
             db_timeout_seconds=_float("DB_TIMEOUT_SECONDS", get("DB_TIMEOUT_SECONDS", "5")),
+            db_pooler=_choice("DB_POOLER", get("DB_POOLER", "none").strip().lower(), POOLERS),
             health_timeout_seconds=_float(
                 "HEALTH_TIMEOUT_SECONDS", get("HEALTH_TIMEOUT_SECONDS", "2")
             ),
@@ -82,6 +88,12 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def pooled(self) -> bool:
+        """True behind PgBouncer in transaction pooling mode (DB_POOLER=pgbouncer): no session
+        state (prepared statements, SET, session locks) outlives a transaction."""
+        return self.db_pooler != "none"
 
     @property
     def anonymous(self) -> bool:

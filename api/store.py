@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 import asyncpg
@@ -48,6 +49,7 @@ SHARED_LISTS: coalesce.Coalescer[tuple[ListParts, int | None]] = coalesce.Coales
 SMALL_WINDOW_ROWS = 1000
 PARTS_PER_FETCH = 8
 FETCH_BYTES = PARTS_PER_FETCH * sqlquery.PART_BYTES
+FETCH_PARTS = f"FETCH {PARTS_PER_FETCH} FROM list_parts"
 # One lock for every bulk write, so two seed runs never interleave.
 IMPORT_LOCK_KEY = 0x7061_7469_656E_7473  # "patients" in ASCII
 UPDATE_PATIENT = (
@@ -143,26 +145,71 @@ def _write(
 
 
 def open_database(settings: Settings) -> Database:
+    lock_timeout = f"{round(settings.db_timeout_seconds * LOCK_WAIT_SHARE * 1000)}ms"
+    if settings.pooled:
+        # PgBouncer (transaction pooling) refuses startup parameters it does not track, such as
+        # lock_timeout ("unsupported startup parameter"), and would not keep a session setting
+        # past a transaction anyway: every write transaction sets it (_transaction). Reads
+        # outside a transaction are bounded by command_timeout alone (docs/pgbouncer.md).
+        return _PooledDatabase(
+            f"SET LOCAL lock_timeout = '{lock_timeout}'",
+            settings.database_url,
+            **_pool_options(settings),
+            server_settings={"application_name": APPLICATION_NAME},
+            **driver_options(pooled=True),
+        )
     return Database(
         settings.database_url,
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-        timeout=settings.db_timeout_seconds,
-        command_timeout=settings.db_timeout_seconds,
-        server_settings={
-            "application_name": APPLICATION_NAME,
-            "lock_timeout": f"{round(settings.db_timeout_seconds * LOCK_WAIT_SHARE * 1000)}ms",
-        },
-        reset=_keep_session,
+        **_pool_options(settings),
+        server_settings={"application_name": APPLICATION_NAME, "lock_timeout": lock_timeout},
     )
+
+
+def driver_options(*, pooled: bool) -> dict[str, Any]:
+    """asyncpg's options for the deployment, for the API, the seed and the export.
+
+    Behind PgBouncer in transaction pooling mode a named prepared statement lives on one server
+    connection, and the next transaction may get another: asyncpg's statement cache would fail
+    with "prepared statement ... does not exist" (or "already exists"). Without the cache,
+    asyncpg (>= 0.29) sends every statement unnamed and parses it again in the same message
+    sequence as its Bind and Execute, which PgBouncer keeps on one server connection (any
+    version; 1.21's max_prepared_statements is not needed)."""
+    return {"statement_cache_size": 0} if pooled else {}
+
+
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "min_size": settings.db_pool_min,
+        "max_size": settings.db_pool_max,
+        "timeout": settings.db_timeout_seconds,
+        "command_timeout": settings.db_timeout_seconds,
+        "reset": _keep_session,
+    }
+
+
+class _PooledDatabase(Database):
+    """A Database behind PgBouncer: `set_locally` starts each of its write transactions."""
+
+    def __init__(self, set_locally: str, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.set_locally = set_locally
+
+
+@contextlib.asynccontextmanager
+async def _transaction(db: Database) -> AsyncIterator[None]:
+    """db.transaction(), with the session's lock_timeout set in it when behind PgBouncer."""
+    async with db.transaction():
+        if isinstance(db, _PooledDatabase):
+            await db.execute(db.set_locally)
+        yield
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """asyncpg's default release runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
     RESET ALL` on the server: one more round trip for every request. The service never changes
-    session state (no SET, LISTEN, session advisory lock or cursor outside a transaction), so
-    only asyncpg's client-side part, which always runs and rolls back an open transaction,
-    is needed."""
+    session state (no SET, LISTEN, session advisory lock or cursor outside a transaction: what
+    PgBouncer's transaction pooling needs too), so only asyncpg's client-side part, which always
+    runs and rolls back an open transaction, is needed."""
 
 
 async def connect(
@@ -318,11 +365,14 @@ async def _fetch_parts(
     rows: list[asyncpg.Record] = []
     try:
         async with pool.acquire() as connection, connection.transaction(readonly=True):
-            cursor = await connection.cursor(statement.sql, *statement.params)
+            # An SQL cursor, not asyncpg's cursor(), which names a prepared statement that
+            # PgBouncer's transaction pooling would strand on one server connection.
+            declare = f"DECLARE list_parts NO SCROLL CURSOR FOR {statement.sql}"
+            await connection.execute(declare, *statement.params)
             while len(rows) % PARTS_PER_FETCH == 0:
                 await memory.take(FETCH_BYTES, held[0], pool.within)
                 held[0] += FETCH_BYTES
-                batch = await cursor.fetch(PARTS_PER_FETCH)
+                batch = await connection.fetch(FETCH_PARTS)
                 unused = FETCH_BYTES - sum(len(row["part"]) for row in batch)
                 memory.give_back(unused)
                 held[0] -= unused
@@ -389,7 +439,7 @@ async def insert_patient(db: Database, patient: patients.PatientRow, audit: Audi
     sql, params = _write(_insert_sql(patient), "create", audit, after=AFTER)
     for attempt in range(1, AUTO_ID_ATTEMPTS + 1):
         try:
-            async with db.transaction():
+            async with _transaction(db):
                 stored: str = await _unique(db.fetch_val(sql, {**params, **_params(patient)}))
                 if patient.id is not None:
                     await db.execute(ADVANCE_ID_SEQUENCE)
@@ -412,7 +462,7 @@ async def update_patient(
     """Read the record's JSON under a row lock, let `change` build the new row (it may raise
     to refuse), write it (`action`: "update" for PATCH, "replace" for PUT). Concurrent updates
     of one record queue up; none is lost. None when there is no such record."""
-    async with db.transaction():
+    async with _transaction(db):
         current = await _locked(db, patient_id)
         if current is None:
             return None
@@ -427,7 +477,7 @@ async def delete_patient(
 ) -> bool:
     """Delete the record; `check` sees its JSON under a row lock first and may raise to refuse."""
     sql, params = _write(DELETE_PATIENT, "delete", audit, before=WIRE)
-    async with db.transaction():
+    async with _transaction(db):
         if check is not None:
             current = await _locked(db, patient_id)
             if current is None:

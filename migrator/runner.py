@@ -1,8 +1,14 @@
 """Waits for PostgreSQL, then applies or rolls back the yoyo migrations under an advisory lock.
 
 yoyo's own lock is a row in `yoyo_lock`: a migrator killed mid-run leaves it behind and every
-later run times out. Every run here first takes a session-level advisory lock, which PostgreSQL
-releases when the holder's connection dies; whoever holds it knows any `yoyo_lock` row is stale.
+later run times out. Every run here first takes an advisory lock on a guard connection, which
+PostgreSQL releases when the holder's connection dies; whoever holds it knows any `yoyo_lock` row
+is stale. The lock is a transaction-level one held by a transaction left open for the whole run,
+not a session-level one: behind PgBouncer in transaction pooling mode, an open transaction keeps
+its server connection, and a client that dies mid-transaction has that server connection closed
+(PostgreSQL then releases the lock), where a session lock would stay on a pooled server
+connection after the migrator finished or died, blocking every later run. One way for both,
+direct and pooled (docs/pgbouncer.md).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from api.settings import redact, with_driver
 
 MIGRATIONS_DIR = pathlib.Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 0x6D69_6772_6174_6F72  # "migrator" in ASCII
-LOCK_WAIT = "120 s"
+LOCK_WAIT_SECONDS = 120
+LOCK_WAIT = f"{LOCK_WAIT_SECONDS} s"
 RETRY_INTERVAL_SECONDS = 1.0
 
 
@@ -77,16 +84,23 @@ def pending(url: str) -> list[str]:
 
 @contextlib.contextmanager
 def _exclusive(url: str) -> Iterator[Any]:
-    """A yoyo backend, used while this process holds the migrator's advisory lock."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as guard:
-        guard.execute("SET lock_timeout = '120s'")
+    """A yoyo backend, used while this process holds the migrator's advisory lock: the guard's
+    transaction stays open until the block ends (then rolls back: it wrote nothing)."""
+    with psycopg.connect(url, connect_timeout=10, prepare_threshold=None) as guard:
+        guard.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_SECONDS}s'")  # opens the transaction
         try:
-            guard.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            guard.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
         except psycopg.errors.LockNotAvailable:
             raise MigratorError(f"another migrator held the lock for over {LOCK_WAIT}") from None
         backend = get_backend(with_driver(url, "psycopg"))
+        # psycopg prepares a statement run 5 times (yoyo's bookkeeping, once per migration) on
+        # the server connection it happens to have; behind PgBouncer the next run of it may get
+        # another one ("prepared statement _pg3_0 does not exist"). Never prepare: yoyo's
+        # statements run a few times per deployment, preparing them saves nothing.
+        backend.connection.prepare_threshold = None
         try:
             backend.break_lock()
             yield backend
         finally:
             backend.connection.close()
+            guard.rollback()

@@ -53,6 +53,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         report=pathlib.Path(args.report) if args.report else None,
         wait_seconds=settings.db_wait_seconds,
+        pooled=settings.pooled,
     )
     summary = asyncio.run(importer.run(options, _say, sys.stderr))
     counts = summary.counts
@@ -74,7 +75,9 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     target = None if args.path in (None, "-") else pathlib.Path(args.path)
-    count = asyncio.run(exporter.export(settings.database_url, target, sys.stdout))
+    count = asyncio.run(
+        exporter.export(settings.database_url, target, sys.stdout, pooled=settings.pooled)
+    )
     if target is not None:
         _say(f"{count} patients written to {target}")
     return 0

@@ -9,12 +9,18 @@ from typing import TextIO
 
 import asyncpg
 
+from api import store as api_store
+from seed import store
+
 SELECT = "SELECT patients_json(p) FROM patients AS p ORDER BY storage_order"
 
 
-async def export(database_url: str, target: pathlib.Path | None, stdout: TextIO) -> int:
-    """Write `{"patients": [...]}` to `target` (atomically) or to stdout; returns the count."""
-    connection = await asyncpg.connect(database_url)
+async def export(
+    database_url: str, target: pathlib.Path | None, stdout: TextIO, *, pooled: bool = False
+) -> int:
+    """Write `{"patients": [...]}` to `target` (atomically) or to stdout; returns the count.
+    `pooled`: behind PgBouncer in transaction pooling mode (DB_POOLER)."""
+    connection = await asyncpg.connect(database_url, **api_store.driver_options(pooled=pooled))
     try:
         if target is None:
             return await _write(connection, stdout)
@@ -35,7 +41,7 @@ async def _write(connection: asyncpg.Connection, out: TextIO) -> int:
     count = 0
     out.write('{\n  "patients": [')
     async with connection.transaction(readonly=True, isolation="repeatable_read"):
-        async for row in connection.cursor(SELECT, prefetch=1000):
+        async for row in store.each_row(connection, SELECT):
             out.write(("\n    " if count == 0 else ",\n    ") + row[0])
             count += 1
     out.write("\n  ]\n}\n" if count else "]\n}\n")

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import asyncpg
 
 from api import patients
+from api.store import driver_options
 from seed import reader, store
 from seed.store import BUCKET, Import, refused, staged_fields
 
@@ -39,6 +40,7 @@ class Options:
     dry_run: bool = False
     report: pathlib.Path | None = None
     wait_seconds: float = 60.0
+    pooled: bool = False  # behind PgBouncer in transaction pooling mode (DB_POOLER)
 
 
 @dataclasses.dataclass
@@ -50,7 +52,7 @@ class Summary:
 
 
 async def run(options: Options, say: Callable[[str], None], progress_to: TextIO) -> Summary:
-    connection = await _connect(options.database_url, options.wait_seconds, say)
+    connection = await _connect(options, say)
     try:
         transaction = connection.transaction()
         await transaction.start()
@@ -229,12 +231,17 @@ def _whole_number(text: str) -> int | str:
         return text
 
 
-async def _connect(url: str, within: float, say: Callable[[str], None]) -> asyncpg.Connection:
+async def _connect(options: Options, say: Callable[[str], None]) -> asyncpg.Connection:
+    within = options.wait_seconds
     deadline = time.monotonic() + within
     attempt = 1
     while True:
         try:
-            return await asyncpg.connect(url, timeout=min(5.0, within))
+            return await asyncpg.connect(
+                options.database_url,
+                timeout=min(5.0, within),
+                **driver_options(pooled=options.pooled),
+            )
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as error:
             if time.monotonic() >= deadline:
                 raise ConnectionError(f"database not reachable after {within:.0f} s") from error

@@ -8,6 +8,7 @@ happen in PostgreSQL, so the importer's memory stays flat whatever the file's si
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -416,8 +417,28 @@ class Import:
             "SELECT position, coalesce(id, target_id) AS id, patient_id, bucket, reason, raw"
             " FROM import_staging WHERE coalesce(bucket, 'inserted') = ANY($1) ORDER BY position"
         )
-        async for row in self.connection.cursor(query, list(buckets), prefetch=1000):
+        async for row in each_row(self.connection, query, list(buckets)):
             yield Outcome(**dict(row))
+
+
+CURSOR_NAMES = (f"seed_rows_{number}" for number in itertools.count())
+
+
+async def each_row(
+    connection: asyncpg.Connection, query: str, *arguments: Any, batch: int = 1000
+) -> AsyncIterator[asyncpg.Record]:
+    """The rows of `query`, `batch` at a time, through an SQL cursor of the open transaction.
+
+    Not asyncpg's `cursor()`: it names a prepared statement (`__asyncpg_stmt_1__`) that stays on
+    the server connection after the transaction. Behind PgBouncer in transaction pooling mode
+    another client then gets that server connection, and its own cursor fails with "prepared
+    statement ... already exists". DECLARE and FETCH are plain statements, sent unnamed."""
+    name = next(CURSOR_NAMES)
+    await connection.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {query}", *arguments)
+    while rows := await connection.fetch(f"FETCH {batch} FROM {name}"):
+        for row in rows:
+            yield row
+    await connection.execute(f"CLOSE {name}")
 
 
 def staged(position: int, row: patients.PatientRow, raw: str) -> tuple[Any, ...]:

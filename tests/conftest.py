@@ -21,8 +21,8 @@ from testcontainers.community.postgres import PostgresContainer
 import localpg
 from migrator import runner
 
-# The sign-in fixtures (a real OpenID provider) for every test folder.
-pytest_plugins = ["tests.signin"]
+# The sign-in fixtures (a real OpenID provider) and PgBouncer for every test folder.
+pytest_plugins = ["tests.signin", "tests.pgbouncer"]
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NO_SKIP_VARIABLE = "REGISTRY_TESTS_NO_SKIP"
 

@@ -20,6 +20,14 @@ def test_defaults_serve_local_development() -> None:
     assert settings.environment == "development"
     assert settings.cors_origins == ("*",)
     assert settings.database_url.startswith("postgresql://")
+    assert settings.db_pooler == "none"
+    assert not settings.pooled
+
+
+def test_db_pooler_pgbouncer_marks_the_connections_pooled() -> None:
+    settings = Settings.from_environ({"DB_POOLER": "PgBouncer "})
+    assert settings.db_pooler == "pgbouncer"
+    assert settings.pooled
 
 
 @pytest.mark.parametrize(
@@ -105,6 +113,7 @@ def test_production_refuses_unsafe_settings(overrides: dict[str, str], message: 
         pytest.param({"CORS_ALLOW_CREDENTIALS": "maybe"}, "true or false", id="a vague boolean"),
         pytest.param({"DB_TIMEOUT_SECONDS": "0"}, "between", id="a zero timeout"),
         pytest.param({"LOG_LEVEL": "loud"}, "LOG_LEVEL", id="an unknown log level"),
+        pytest.param({"DB_POOLER": "pgpool"}, "DB_POOLER", id="a pooler we do not support"),
     ],
 )
 def test_from_environ_names_the_bad_variable(environ: dict[str, str], message: str) -> None:
