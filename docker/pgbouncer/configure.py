@@ -27,10 +27,9 @@ NUMBERS = {
     "listen_port": ("PGBOUNCER_PORT", "6432"),
 }
 # PgBouncer refuses a connection that sends any other startup parameter than the few it tracks.
-# extra_float_digits: JDBC-style clients send it. lock_timeout: the API sends it as an asyncpg
-# server_setting; PgBouncer 1.24 cannot carry a parameter PostgreSQL does not report, so it is
-# dropped here until the API applies it per transaction with DB_POOLER=pgbouncer (docs/fleet.md).
-IGNORED_STARTUP_PARAMETERS = "extra_float_digits, lock_timeout"
+# extra_float_digits: JDBC-style clients send it. Nothing else is dropped silently: with
+# DB_POOLER=pgbouncer the API sets lock_timeout per transaction (SET LOCAL), not at start-up.
+IGNORED_STARTUP_PARAMETERS = "extra_float_digits"
 
 
 class ConfigError(ValueError):
