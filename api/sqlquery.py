@@ -29,6 +29,9 @@ INTEGER_LIMITS = {"id": 2**63 - 1, "age": 2**31 - 1}  # bigint, integer
 COMPARISONS = {"gte": ">=", "lte": "<="}
 # The number of patients, kept by triggers (migration 0006); as of the statement's snapshot.
 KEPT_COUNT = "(SELECT coalesce(sum(delta), 0)::bigint FROM patients_counts)"
+# Patients per block of 2**BLOCK_BITS storage_order values, kept as deltas (migration 0010).
+BLOCK_BITS = 10
+STORAGE_ORDER = ("p.storage_order", "ASC")  # the last sort term of every list
 # JSON.parse reads a number at or past 2**1024 - 2**970 as Infinity; PostgreSQL's cast from
 # numeric to double precision raises an error there (and below the smallest double) instead.
 DOUBLE_OVERFLOW = 2**1024 - 2**970
@@ -152,6 +155,8 @@ def _slice_keys(  # noqa: PLR0917 (each argument is a different part of the stat
     select = f"SELECT {keys} FROM patients AS p WHERE {where} ORDER BY"
     if not total_known or limit is None:
         return f"{select} {_keys(terms)} OFFSET {start} LIMIT {size}"
+    if terms == [STORAGE_ORDER]:
+        return _slice_by_blocks(start, size)
     first_half = f"{start} <= {KEPT_COUNT} / 2"
     rest = f"greatest({KEPT_COUNT} - {start}, 0)"  # rows from the slice's start to the end
     backwards = [(term, "ASC" if direction == "DESC" else "DESC") for term, direction in terms]
@@ -161,6 +166,26 @@ def _slice_keys(  # noqa: PLR0917 (each argument is a different part of the stat
         f" UNION ALL ({select} {_keys(backwards)} OFFSET greatest({rest} - {size}, 0)"
         f" LIMIT CASE WHEN {first_half} THEN 0 ELSE least({size}, {rest}) END)"
     )
+
+
+def _slice_by_blocks(start: str, size: str) -> str:
+    """The storage_order (k0) of a slice of the whole list in storage order. Whole blocks before
+    it are skipped by their kept counts (patients_blocks): OFFSET then steps over fewer than
+    2**BLOCK_BITS index entries, however deep the page. A slice past the end finds no block."""
+    blocks = (
+        "SELECT block, sum(delta) AS n, sum(sum(delta)) OVER (ORDER BY block) AS through"
+        " FROM patients_blocks GROUP BY block"
+    )
+    first = (
+        f"SELECT b.block, b.through - b.n AS before FROM ({blocks}) AS b"
+        f" WHERE b.through > {start} ORDER BY b.block LIMIT 1"
+    )
+    rows = (
+        "SELECT p.storage_order AS k0 FROM patients AS p"
+        f" WHERE p.storage_order >= f.block << {BLOCK_BITS}"
+        f" ORDER BY p.storage_order OFFSET {start} - f.before LIMIT {size}"
+    )
+    return f"SELECT r.k0 FROM ({first}) AS f CROSS JOIN LATERAL ({rows}) AS r"
 
 
 def _where(listing: query.ListQuery, params: _Params) -> str:
@@ -307,7 +332,7 @@ def _order_terms(keys: tuple[query.SortKey, ...], params: _Params) -> list[tuple
         direction = "DESC" if key.descending else "ASC"
         field = _field(key.path, key.key, params)
         terms.extend((term, direction) for term in _sort_terms(field, params))
-    return [*terms, ("p.storage_order", "ASC")]
+    return [*terms, STORAGE_ORDER]
 
 
 def _keys(terms: list[tuple[str, str]], alias: str = "") -> str:

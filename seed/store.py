@@ -137,6 +137,13 @@ INSERT_NEW = f"""INSERT INTO patients (id, {", ".join(DATA_COLUMNS)})
 # transition table holds a copy of every inserted row (~1.2 s of a 1M-row INSERT), so a rebuild,
 # which holds the table ACCESS EXCLUSIVE, disables it for its INSERT and adds the delta itself.
 COUNT_TRIGGER = "patients_count_inserted"
+# The same trigger keeps patients_blocks (migration 0010); with it off, a rebuild (the table was
+# empty under its lock) counts every block again once its rows are in.
+RECOUNT_BLOCKS = (
+    "DELETE FROM patients_blocks",
+    "INSERT INTO patients_blocks (block, delta)"
+    " SELECT storage_order >> 10, count(*) FROM patients GROUP BY 1",
+)
 COUNT_TRIGGER_ENABLED = """SELECT EXISTS (SELECT FROM pg_trigger
     WHERE tgrelid = 'patients'::regclass AND tgname = $1 AND tgenabled = 'O')"""
 
@@ -311,6 +318,8 @@ class Import:
             await self.connection.execute(
                 "INSERT INTO patients_counts (delta) VALUES ($1)", self._inserted
             )
+            for statement in RECOUNT_BLOCKS:
+                await self.connection.execute(statement)
         for index in self._rebuilt:
             if not index["unique"]:
                 await self.connection.execute(index["create"])
@@ -406,6 +415,8 @@ class Import:
         await self.connection.execute(
             "INSERT INTO patients_counts (delta) VALUES ($1)", int(status.split()[-1])
         )
+        for statement in RECOUNT_BLOCKS:
+            await self.connection.execute(statement)
 
     async def _has_patients(self) -> bool:
         found: bool = await self.connection.fetchval("SELECT EXISTS (SELECT FROM patients)")

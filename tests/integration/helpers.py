@@ -63,3 +63,15 @@ def make_patient(**overrides: Any) -> dict[str, Any]:
 
 def patient_count(client: TestClient) -> int:
     return len(client.get("/patients").json())
+
+
+# Per block of storage_order values (migration 0010): kept deltas, and the rows really there.
+BLOCKS_KEPT = "SELECT block, sum(delta) AS n FROM patients_blocks GROUP BY 1 HAVING sum(delta) <> 0"
+BLOCKS_COUNTED = "SELECT storage_order >> 10 AS block, count(*) AS n FROM patients GROUP BY 1"
+
+
+def blocks_kept_and_counted(url: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    def rows(statement: str) -> list[tuple[int, int]]:
+        return sorted((row["block"], row["n"]) for row in query(url, statement))
+
+    return rows(BLOCKS_KEPT), rows(BLOCKS_COUNTED)

@@ -15,7 +15,14 @@ from typing import Any
 import psycopg
 
 from seed import store
-from tests.integration.helpers import REPO, SAMPLE, SAMPLE_DB_JSON, query, run_module
+from tests.integration.helpers import (
+    REPO,
+    SAMPLE,
+    SAMPLE_DB_JSON,
+    blocks_kept_and_counted,
+    query,
+    run_module,
+)
 
 VALID = {"patientID": "M001", "name": "Valid One", "age": 40, "gender": "Female"}
 IMPORTED = ["M001", "p003", "M006", "M008"]
@@ -334,3 +341,6 @@ def test_a_big_import_into_an_empty_table_keeps_the_count_and_its_trigger(
     ]
     trigger = "SELECT tgenabled FROM pg_trigger WHERE tgname = %s"
     assert query(migrated_database_url, trigger, (store.COUNT_TRIGGER,)) == [{"tgenabled": "O"}]
+    blocks_kept, blocks_counted = blocks_kept_and_counted(migrated_database_url)
+    assert blocks_kept == blocks_counted
+    assert sum(n for _, n in blocks_kept) == store.REBUILD_MIN_ROWS
