@@ -20,7 +20,7 @@ saves them as JSON; it asserts nothing.
 
 With --instances N, our API (and the ceiling) run as N uvicorn workers on one port
 (WEB_CONCURRENCY=N, as docker/serve passes it): N processes, each with its own pool, like N
-instances behind a load balancer.
+instances behind a load balancer. The JSON's "capacity" rows are one line per scenario and server.
 """
 
 from __future__ import annotations
@@ -1370,6 +1370,37 @@ def instances(count: int) -> str:
     return "1 instance" if count == 1 else f"{count} instances"
 
 
+def capacity_rows(results: dict[int, dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """One row per size, scenario and server measured: the cells of a capacity table."""
+    return [
+        capacity_row(size, key, name, result, 1 if name == "json-server" else count)
+        for size, figures in results.items()
+        for key, servers in figures["scenarios"].items()
+        for name, result in servers.items()
+    ]
+
+
+def capacity_row(
+    size: int, scenario: str, server: str, result: dict[str, Any], count: int
+) -> dict[str, Any]:
+    pool_max = None if server == "json-server" else int(DB_POOL_MAX)
+    return {
+        "size": size,
+        "scenario": scenario,
+        "server": server,
+        "instances": count,
+        "pool_max": pool_max,
+        "connection_budget": None if pool_max is None else count * pool_max,
+        "connections": result["connections"],
+        "req_per_s": result["ok_per_second"],
+        "p99_ms": result["latency_ms"].get("99"),
+        "failures": result["non_2xx"] + result["socket_errors"],
+        "peak_rss_mib": result.get("peak_rss_mib"),
+        "peak_instance_rss_mib": result.get("peak_instance_rss_mib"),
+        "other_cpu": result["other_cpu"],
+    }
+
+
 def side_lines(results: dict[str, Any]) -> list[str]:
     """The lines under a scenario for the servers besides json-server and ours."""
     ours = results["ours"]
@@ -1531,7 +1562,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "as N uvicorn workers on one port (WEB_CONCURRENCY=N), each with its own "
                         f"pool of DB_POOL_MAX={DB_POOL_MAX}, like N instances behind a load "
                         "balancer")  # fmt: skip
-    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT, help="the "
+                        "figures as JSON; its \"capacity\" rows: one per size, scenario and "
+                        "server")  # fmt: skip
     args = parser.parse_args(argv)
     scenarios = tuple(args.scenarios.split(","))
     if unknown := set(scenarios) - {scenario.key for scenario in SCENARIOS}:
@@ -1589,6 +1622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_connections": options.max_connections,
             "durability": PG_FAST,
         },
+        "instances": options.instances,
+        "connection_budget": options.connection_budget,
+        "capacity": capacity_rows(results, options.instances),
         "results": {str(size): figures for size, figures in results.items()},
         "targets": found,
         "total_seconds": elapsed,
