@@ -15,7 +15,12 @@ It prints figures, checks them against the targets (each target's figure: met or
 saves them as JSON; it asserts nothing.
 
     scripts/benchmark [--sizes 1000,10000,100000] [--duration 10] [--connections 16]
-        [--scenarios like,q,crowd] [--skip-json-server] [--explain] [--output FILE]
+        [--scenarios like,q,crowd] [--instances 2] [--skip-json-server] [--explain]
+        [--output FILE]
+
+With --instances N, our API (and the ceiling) run as N uvicorn workers on one port
+(WEB_CONCURRENCY=N, as docker/serve passes it): N processes, each with its own pool, like N
+instances behind a load balancer. The JSON's "capacity" rows are one line per scenario and server.
 """
 
 from __future__ import annotations
@@ -74,7 +79,10 @@ PG_SETTINGS = {
     "checkpoint_timeout": "30min",
 }
 PG_FAST = "fsync=off, synchronous_commit=off, full_page_writes=off (a throwaway cluster)"
-DB_POOL_MAX = "10"  # our API's default pool size; the driver ceiling gets the same
+DB_POOL_MAX = "10"  # our API's default pool size, per instance; the driver ceiling gets the same
+# Servers of ours that may hold pool connections at once: ours, the ceiling, signed-in, unaudited.
+SERVERS_AT_ONCE = 4
+STOCK_MAX_CONNECTIONS = 100
 UVICORN_FLAGS = ("--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1")
 WRK_TIMEOUT = "60s"
 READY_TIMEOUT_SECONDS = 120.0
@@ -306,12 +314,12 @@ class Limit:
 LIMITS = (
     Limit("get_by_id", "p99", "<", 10.0),
     Limit("like_rare", "p99", "<", 300.0),
-    Limit("crowd", "peak RSS", "<", 150.0, (100_000,)),
+    Limit("crowd", "peak RSS per instance", "<", 150.0, (100_000,)),
     Limit("crowd", "failures", "==", 0, (100_000,)),
 )
 FIGURES: dict[str, tuple[Callable[[dict[str, Any]], float | None], str]] = {
     "p99": (lambda result: result["latency_ms"].get("99"), " ms"),
-    "peak RSS": (lambda result: result["peak_rss_mib"], " MiB"),
+    "peak RSS per instance": (lambda result: result["peak_instance_rss_mib"], " MiB"),
     "failures": (lambda result: result["non_2xx"] + result["socket_errors"], ""),
 }
 COMPARISONS = {"<": operator.lt, "==": operator.eq}
@@ -373,6 +381,18 @@ class Options:
     retries: int
     rounds: int
     output: pathlib.Path
+    instances: int = 1
+
+    @property
+    def connection_budget(self) -> int:
+        """PostgreSQL connections one server of ours may hold: instances x pool max."""
+        return self.instances * int(DB_POOL_MAX)
+
+    @property
+    def max_connections(self) -> int:
+        """The throwaway cluster's max_connections: stock, unless every server of ours at its
+        budget needs more (a benchmark artefact: production runs one server of ours)."""
+        return max(STOCK_MAX_CONNECTIONS, SERVERS_AT_ONCE * self.connection_budget + 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,7 +406,11 @@ class Measurement:
     connections: int
     duration_seconds: int
     other_cpu: float = 0.0  # share of the machine's CPU used by processes not ours meanwhile
-    peak_rss_mib: float | None = None  # our API's resident memory, when the scenario watches it
+    # Our API's peak resident memory, when the scenario watches it: its processes summed (the
+    # supervisor and every worker), and the largest single process (one instance's).
+    peak_rss_mib: float | None = None
+    peak_instance_rss_mib: float | None = None
+    processes: int = 0  # how many processes were summed
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -556,7 +580,7 @@ def describe_terms(terms: tuple[Term, ...]) -> str:
 
 
 @contextlib.contextmanager
-def postgres(workdir: pathlib.Path) -> Iterator[localpg.Cluster]:
+def postgres(workdir: pathlib.Path, max_connections: int) -> Iterator[localpg.Cluster]:
     """A throwaway PostgreSQL 17 cluster, tuned for the benchmark by PG_SETTINGS."""
     cluster = localpg.Cluster(
         bin_dir=localpg.ensure_binaries(CACHE / "pg17"),
@@ -566,6 +590,7 @@ def postgres(workdir: pathlib.Path) -> Iterator[localpg.Cluster]:
     cluster.init(fast=True)
     with (cluster.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
         conf.writelines(f"{name} = '{value}'\n" for name, value in PG_SETTINGS.items())
+        conf.write(f"max_connections = {max_connections}\n")
     cluster.start(fast=True, log_file=workdir / "postgres.log")
     try:
         yield cluster
@@ -673,7 +698,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def python_env(database_url: str, port: int) -> dict[str, str]:
+def python_env(database_url: str, port: int, instances: int) -> dict[str, str]:
+    """The environment of a uvicorn of ours: `instances` workers (uvicorn reads WEB_CONCURRENCY,
+    docker/serve passes it as --workers), each with its own pool of DB_POOL_MAX."""
     return {
         **os.environ,
         "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -681,6 +708,7 @@ def python_env(database_url: str, port: int) -> dict[str, str]:
         "HOST": "127.0.0.1",
         "DATABASE_URL": database_url,
         "DB_POOL_MAX": DB_POOL_MAX,
+        "WEB_CONCURRENCY": str(instances),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
@@ -688,40 +716,42 @@ def python_env(database_url: str, port: int) -> dict[str, str]:
 def our_api(
     database_url: str,
     workdir: pathlib.Path,
+    instances: int,
+    *,
     name: str = "ours",
     settings: dict[str, str] | None = None,
     headers: Headers = (),
 ) -> contextlib.AbstractContextManager[Server]:
-    """Our API as production starts it: `docker/serve`, one uvicorn worker, JSON access log;
-    `settings` add to (or override) its environment, `headers` go with every request."""
+    """Our API as production starts it: `docker/serve`, `instances` uvicorn workers, JSON access
+    log; `settings` add to (or override) its environment, `headers` go with every request."""
     port = localpg.free_port()
-    env = python_env(database_url, port) | (settings or {})
+    env = python_env(database_url, port, instances) | (settings or {})
     log = workdir / f"{name}.log"
     return serving(name, ["sh", "docker/serve"], port, env, log, headers=headers)
 
 
 @contextlib.contextmanager
 def unaudited_api(
-    cluster: localpg.Cluster, template: str, workdir: pathlib.Path
+    cluster: localpg.Cluster, template: str, workdir: pathlib.Path, instances: int
 ) -> Iterator[Server]:
     """Our API with AUDIT_TRAIL=false on its own copy of `template`: its writes start from the
     same rows as ours and never share a table with them."""
     started = time.monotonic()
     with database(cluster, f"{template}_{UNAUDITED}", template) as url:
         say(f"{template} copied for {UNAUDITED} in {time.monotonic() - started:.1f} s")
-        with our_api(url, workdir, UNAUDITED, UNAUDITED_ENV) as server:
+        with our_api(url, workdir, instances, name=UNAUDITED, settings=UNAUDITED_ENV) as server:
             yield server
 
 
 def ceiling_app(
-    database_url: str, workdir: pathlib.Path
+    database_url: str, workdir: pathlib.Path, instances: int
 ) -> contextlib.AbstractContextManager[Server]:
-    """The bare Starlette + asyncpg app, served with docker/serve's uvicorn flags."""
+    """The bare Starlette + asyncpg app, served with docker/serve's uvicorn flags and workers."""
     (workdir / "ceiling.py").write_text(CEILING_APP, encoding="utf-8")
     port = localpg.free_port()
     argv = ["uvicorn", "--app-dir", str(workdir), "--factory", "ceiling:create_app"]
     argv += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
-    env = python_env(database_url, port)
+    env = python_env(database_url, port, instances)
     return serving("ceiling", argv, port, env, workdir / "ceiling.log")
 
 
@@ -901,6 +931,42 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def process_tree(root: int) -> tuple[int, ...]:
+    """`root` and its descendants: uvicorn's supervisor, its workers and their helpers."""
+    children: dict[int, list[int]] = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        children.setdefault(_parent(stat), []).append(int(stat.parent.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending += children.get(pid, [])
+    return tuple(tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """Resident memory of a group of processes, in MiB."""
+
+    total_mib: float = 0.0  # summed: what N instances on N machines would hold together
+    largest_mib: float = 0.0  # the largest process: one instance's
+    processes: int = 0  # those still running
+
+    def peak(self, other: Memory) -> Memory:
+        return Memory(
+            max(self.total_mib, other.total_mib),
+            max(self.largest_mib, other.largest_mib),
+            max(self.processes, other.processes),
+        )
+
+
+def memory_of(pids: Iterable[int]) -> Memory:
+    """The VmRSS of `pids` summed, and the largest; a process that is gone counts for nothing.
+    RSS, not PSS: shared library pages count in every process, as they do on separate hosts."""
+    sizes = [size for size in map(rss_mib, pids) if size]
+    return Memory(round(sum(sizes), 1), round(max(sizes, default=0.0), 1), len(sizes))
+
+
 def wait_idle(server: Server, limit: float = 60.0) -> None:
     """Wait until `server` stops using CPU (json-server rewrites its file after each write)."""
     deadline = time.monotonic() + limit
@@ -959,25 +1025,33 @@ class Load:
     def run(
         self, url: str, script: str, connections: int, duration: int, *, watch: int = 0
     ) -> Measurement:
-        """wrk's figures; with `watch`, the peak resident memory of that pid meanwhile too."""
+        """wrk's figures; with `watch`, the peak resident memory of that pid and its descendants
+        (found once, when wrk starts: every worker is up after the warm-up) meanwhile too."""
         lua = self.workdir / "request.lua"
         lua.write_text(script, encoding="utf-8")
         threads = min(self.threads, connections)
         argv = [self.wrk, "--latency", "--timeout", WRK_TIMEOUT, "-t", str(threads)]
         argv += ["-c", str(connections), "-d", f"{duration}s", "-s", str(lua), url]
         before = snapshot(self.roots)
+        watched = process_tree(watch) if watch else ()
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        peak = 0.0
-        while watch and process.poll() is None:  # wrk writes its few lines only at the end
-            peak = max(peak, rss_mib(watch))
+        peak = Memory()
+        while watched and process.poll() is None:  # wrk writes its few lines only at the end
+            peak = peak.peak(memory_of(watched))
             time.sleep(RSS_INTERVAL_SECONDS)
         stdout, stderr = process.communicate()
         other = other_share(self.roots, before)
         if process.returncode != 0:
             raise BenchmarkError(f"wrk failed ({process.returncode}): {stderr[-2000:]}")
         result = parse_wrk(stdout, connections, duration)
+        if not watch:
+            return dataclasses.replace(result, other_cpu=other)
         return dataclasses.replace(
-            result, other_cpu=other, peak_rss_mib=round(peak, 1) if watch else None
+            result,
+            other_cpu=other,
+            peak_rss_mib=peak.total_mib,
+            peak_instance_rss_mib=peak.largest_mib,
+            processes=peak.processes,
         )
 
 
@@ -1149,11 +1223,19 @@ def run_size(
         with contextlib.ExitStack() as stack:
             servers: dict[str, Server] = {}
             if unaudited_needed(options):  # copied before anything connects to the original
-                servers[UNAUDITED] = stack.enter_context(unaudited_api(cluster, name, workdir))
-            servers["ours"] = stack.enter_context(our_api(url, workdir))
-            servers["ceiling"] = stack.enter_context(ceiling_app(url, workdir))
+                unaudited = unaudited_api(cluster, name, workdir, options.instances)
+                servers[UNAUDITED] = stack.enter_context(unaudited)
+            servers["ours"] = stack.enter_context(our_api(url, workdir, options.instances))
+            servers["ceiling"] = stack.enter_context(ceiling_app(url, workdir, options.instances))
             if sign_in is not None:
-                signed_in = our_api(url, workdir, SIGNED_IN, sign_in.env, sign_in.headers)
+                signed_in = our_api(
+                    url,
+                    workdir,
+                    options.instances,
+                    name=SIGNED_IN,
+                    settings=sign_in.env,
+                    headers=sign_in.headers,
+                )
                 servers[SIGNED_IN] = stack.enter_context(signed_in)
             if bin_js is not None:
                 reference = json_server(bin_js, workdir / "db.json", workdir)
@@ -1232,7 +1314,8 @@ def times(value: float | None) -> str:
 
 def table(size: int, figures: dict[str, Any], options: Options) -> str:
     lines = [
-        f"\n== {size:,} patients (loaded in {figures['load_seconds']} s) ==",
+        f"\n== {size:,} patients (loaded in {figures['load_seconds']} s); ours as "
+        f"{instances(options.instances)} ==",
         *terms_lines(figures["terms"], options),
         f"{'scenario':<19} {'json-server req/s':>17} {'p50 ms':>8} {'p99 ms':>8}  "
         f"{'ours req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  {'ours/js':>8} {'rows':>6} "
@@ -1276,8 +1359,46 @@ def crowd_line(results: dict[str, Any]) -> str:
     failures = ", ".join(
         f"{name} {result['non_2xx'] + result['socket_errors']}" for name, result in results.items()
     )
-    peak = results["ours"]["peak_rss_mib"]
-    return f"{'':<19} peak RSS of ours {peak} MiB; failures (non-2xx, socket errors): {failures}"
+    ours = results["ours"]
+    peak = f"peak RSS of ours {ours['peak_rss_mib']} MiB"
+    if ours["processes"] > 1:
+        peak += f" ({ours['processes']} processes summed; largest {ours['peak_instance_rss_mib']})"
+    return f"{'':<19} {peak}; failures (non-2xx, socket errors): {failures}"
+
+
+def instances(count: int) -> str:
+    return "1 instance" if count == 1 else f"{count} instances"
+
+
+def capacity_rows(results: dict[int, dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """One row per size, scenario and server measured: the cells of a capacity table."""
+    return [
+        capacity_row(size, key, name, result, 1 if name == "json-server" else count)
+        for size, figures in results.items()
+        for key, servers in figures["scenarios"].items()
+        for name, result in servers.items()
+    ]
+
+
+def capacity_row(
+    size: int, scenario: str, server: str, result: dict[str, Any], count: int
+) -> dict[str, Any]:
+    pool_max = None if server == "json-server" else int(DB_POOL_MAX)
+    return {
+        "size": size,
+        "scenario": scenario,
+        "server": server,
+        "instances": count,
+        "pool_max": pool_max,
+        "connection_budget": None if pool_max is None else count * pool_max,
+        "connections": result["connections"],
+        "req_per_s": result["ok_per_second"],
+        "p99_ms": result["latency_ms"].get("99"),
+        "failures": result["non_2xx"] + result["socket_errors"],
+        "peak_rss_mib": result.get("peak_rss_mib"),
+        "peak_instance_rss_mib": result.get("peak_instance_rss_mib"),
+        "other_cpu": result["other_cpu"],
+    }
 
 
 def side_lines(results: dict[str, Any]) -> list[str]:
@@ -1367,12 +1488,20 @@ def preamble(options: Options, wrk: str, sign_in: SignIn | None) -> str:
             f"matching nearest {RARE_SHARE:.0%} of the records, at {RARE_CONNECTIONS} connections",
             f"whole list x{CROWD_CONNECTIONS}: the whole list at {CROWD_CONNECTIONS} connections "
             "(many clients loading it at once), up to "
-            f"{WHOLE_LIST_MAX_SIZE:,} patients; our uvicorn's VmRSS sampled every "
-            f"{RSS_INTERVAL_SECONDS * 1000:.0f} ms meanwhile, its peak reported",
-            f"ours: sh docker/serve, one uvicorn worker, DB_POOL_MAX={DB_POOL_MAX}, its JSON "
-            "access log on (to a file)",
+            f"{WHOLE_LIST_MAX_SIZE:,} patients; the VmRSS of our uvicorn and its workers sampled "
+            f"every {RSS_INTERVAL_SECONDS * 1000:.0f} ms meanwhile, the peak of their sum and of "
+            "the largest one reported",
+            f"ours: sh docker/serve as {instances(options.instances)} on one port "
+            f"(WEB_CONCURRENCY={options.instances}: uvicorn --workers {options.instances}, each "
+            f"worker a process with its own pool of DB_POOL_MAX={DB_POOL_MAX}), its JSON access "
+            "log on (to a file)",
+            f"connection budget: {instances(options.instances)} x DB_POOL_MAX {DB_POOL_MAX} = "
+            f"{options.connection_budget} PostgreSQL connections per server of ours (signed-in, "
+            f"unaudited and the ceiling run alike); max_connections={options.max_connections} "
+            f"for up to {SERVERS_AT_ONCE} of them at once",
             "driver ceiling: bare Starlette + asyncpg pool of the same size, one fetchrow of "
-            "the same statement as ours (p.wire by id), the same uvicorn flags; GET by id on "
+            "the same statement as ours (p.wire by id), the same uvicorn flags and workers; "
+            "GET by id on "
             f"ours and on the ceiling alternate for {options.rounds} rounds, median of each",
             signed_in_line(sign_in),
             unaudited_line(options),
@@ -1429,11 +1558,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--rounds", type=int, default=3, help="alternate rounds, median of "
                         "each: GET by id on ours, the ceiling and signed-in; POST and PATCH on "
                         "ours and unaudited")  # fmt: skip
-    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--instances", type=int, default=1, help="our API (and the ceiling) "
+                        "as N uvicorn workers on one port (WEB_CONCURRENCY=N), each with its own "
+                        f"pool of DB_POOL_MAX={DB_POOL_MAX}, like N instances behind a load "
+                        "balancer")  # fmt: skip
+    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT, help="the "
+                        "figures as JSON; its \"capacity\" rows: one per size, scenario and "
+                        "server")  # fmt: skip
     args = parser.parse_args(argv)
     scenarios = tuple(args.scenarios.split(","))
     if unknown := set(scenarios) - {scenario.key for scenario in SCENARIOS}:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if args.instances < 1:
+        parser.error("--instances must be 1 or more")
     return Options(
         sizes=tuple(int(size.replace("_", "")) for size in args.sizes.split(",")),
         scenarios=scenarios,
@@ -1447,6 +1584,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         retries=args.retries,
         rounds=max(args.rounds, 1),
         output=args.output,
+        instances=args.instances,
     )
 
 
@@ -1460,7 +1598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="benchmark-") as scratch,
         identity_provider(pathlib.Path(scratch)) as sign_in,
-        postgres(pathlib.Path(scratch)) as cluster,
+        postgres(pathlib.Path(scratch), options.max_connections) as cluster,
     ):
         print(preamble(options, wrk, sign_in), flush=True)
         roots = (os.getpid(), postmaster_pid(cluster))
@@ -1479,7 +1617,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = round(time.monotonic() - started)
     report = {
         "options": {**dataclasses.asdict(options), "output": str(options.output)},
-        "postgresql": {**PG_SETTINGS, "durability": PG_FAST},
+        "postgresql": {
+            **PG_SETTINGS,
+            "max_connections": options.max_connections,
+            "durability": PG_FAST,
+        },
+        "instances": options.instances,
+        "connection_budget": options.connection_budget,
+        "capacity": capacity_rows(results, options.instances),
         "results": {str(size): figures for size, figures in results.items()},
         "targets": found,
         "total_seconds": elapsed,

@@ -55,6 +55,7 @@ def test_scale_profile_sends_every_app_through_pgbouncer_within_the_connection_b
     pgbouncer = services["pgbouncer"]["environment"]
     replicas = services["api-replica"]["deploy"]["replicas"]
     pool_max = int(services["api-replica"]["environment"]["DB_POOL_MAX"])
+    workers = int(services["api-replica"]["environment"]["WEB_CONCURRENCY"])
 
     assert set(services) == PLAIN_SERVICES | SCALE_SERVICES
     for name in POOLED_APPS:
@@ -70,7 +71,9 @@ def test_scale_profile_sends_every_app_through_pgbouncer_within_the_connection_b
     assert "ports" not in services["api-replica"]
     assert services["proxy"]["ports"][0]["host_ip"] == "127.0.0.1"
     # The budget compose.yaml states: clients fit PgBouncer, PgBouncer's servers fit PostgreSQL.
-    assert replicas * pool_max + JOB_CONNECTIONS <= int(pgbouncer["PGBOUNCER_MAX_CLIENT_CONN"])
+    # Each uvicorn worker of a replica is an instance with its own pool.
+    clients = replicas * workers * pool_max + JOB_CONNECTIONS
+    assert clients <= int(pgbouncer["PGBOUNCER_MAX_CLIENT_CONN"])
     assert int(pgbouncer["PGBOUNCER_DEFAULT_POOL_SIZE"]) <= int(
         pgbouncer["PGBOUNCER_MAX_DB_CONNECTIONS"]
     )

@@ -1,6 +1,7 @@
 """The image's start script, docker/serve, run natively: real uvicorn, HTTP and PostgreSQL."""
 
 import json
+import pathlib
 import signal
 import socket
 import time
@@ -88,3 +89,27 @@ def test_a_client_that_hangs_up_mid_body_leaves_no_trace_and_no_record(
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert not any("exception" in line for line in lines), "a hang-up is not an error"
     assert any(line["message"] == "client disconnected mid-request" for line in lines)
+
+
+def test_serve_runs_web_concurrency_workers_and_stops_them_on_sigterm(
+    migrated_database_url: str,
+) -> None:
+    port = free_port()
+    env = venv_env(
+        DATABASE_URL=migrated_database_url, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2"
+    )
+    with running(SERVE, env) as server:
+        wait_for_health(f"http://127.0.0.1:{port}", server)
+        children = pathlib.Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text()
+        workers = [
+            pid
+            for pid in children.split()
+            if b"spawn_main" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        output = drain(server)
+
+    assert len(workers) == 2
+    assert not any(pathlib.Path(f"/proc/{pid}").exists() for pid in workers)
+    assert output.count("Application shutdown complete.") == 2
