@@ -165,7 +165,7 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
         LOG.info("client disconnected mid-request", extra={"request_id": request_id})
         return error_response(ApiError(400, "CLIENT_DISCONNECTED", "The client went away"))
     if isinstance(error, store.PoolBusy):
-        LOG.warning("every database connection busy", extra={"request_id": request_id})
+        LOG.warning("busy: %s", error, extra={"request_id": request_id})
         busy = ApiError(
             503,
             "SERVER_BUSY",

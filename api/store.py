@@ -383,7 +383,7 @@ async def _fetch_parts(
     except budget.TooLarge:
         raise ListTooLarge from None
     except budget.BudgetBusy:
-        raise PoolBusy from None
+        raise PoolBusy("the list memory budget (LIST_MEMORY_MB) in use") from None
     except asyncpg.PostgresError:
         pool.answered_at = time.monotonic()  # an error message is an answer too
         raise
@@ -523,8 +523,12 @@ async def _unique(pending: Awaitable[T]) -> T:
 
 
 class PoolBusy(Exception):
-    """Every connection of the pool stayed in use for the whole wait: this instance is busy,
-    the database is not down. Answered 503 SERVER_BUSY with Retry-After."""
+    """Every connection of the pool, or the whole list memory budget, stayed in use for the
+    whole wait: this instance is busy, the database is not down. Answered 503 SERVER_BUSY with
+    Retry-After. Its text says which (for the log)."""
+
+    def __init__(self, what: str = "every database connection busy") -> None:
+        super().__init__(what)
 
 
 class _BoundedPool:
