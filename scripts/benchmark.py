@@ -89,6 +89,8 @@ READY_TIMEOUT_SECONDS = 120.0
 VACUUM_ATTEMPTS = 10
 QUIET_SHARE = 0.15  # other processes' CPU share under which the machine counts as quiet
 NOISY_SHARE = 0.25  # above this during a measurement, it is measured again
+SETTLED_CORES = 0.1  # the benchmark's own servers and PostgreSQL count as idle under this
+SETTLE_WAIT_SECONDS = 90.0  # json-server takes ~1 min to finish 50 abandoned whole lists
 WHOLE_LIST_MAX_SIZE = 100_000  # json-server answers ~20 MB per whole list at 100,000
 WHOLE_LISTS = frozenset({"whole_list", "crowd"})  # not run above WHOLE_LIST_MAX_SIZE
 # Many browsers loading the whole list at once, whatever --connections says.
@@ -901,6 +903,22 @@ def wait_for_quiet(roots: tuple[int, ...], limit: float) -> None:
         say(f"other processes use {share:.0%} of the CPU: waiting for a quieter moment")
 
 
+def wait_for_settled(roots: tuple[int, ...], limit: float) -> None:
+    """Wait up to `limit` seconds for the benchmark's own processes (its servers, PostgreSQL)
+    to go idle. A server still answering the last scenario's abandoned requests (json-server
+    goes on building 50 whole lists for a minute after wrk gave up) would otherwise share the
+    cores with the next server measured, unseen by other_share, which counts them as ours."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = snapshot(roots)
+        time.sleep(1.0)
+        now = snapshot(roots)
+        cores = (now.ours - before.ours) / ((now.at - before.at) * CLOCK_TICKS)
+        if cores < SETTLED_CORES:
+            return
+        say(f"the benchmark's servers still use {cores:.0%} of a core: waiting for them to settle")
+
+
 def uvicorn_pid(server: Server) -> int:
     """The pid of the uvicorn serving `server`: `sh docker/serve` execs it, so usually the pid
     that was started, else a child of it."""
@@ -1119,6 +1137,7 @@ def measure(
     watch = uvicorn_pid(server) if scenario.watch_memory and server.name == "ours" else 0
     best: Measurement | None = None
     for attempt in range(options.retries + 1):
+        wait_for_settled(load.roots, SETTLE_WAIT_SECONDS)
         wait_for_quiet(load.roots, options.quiet_wait)
         tag = f"{server.name[0]}{round_number}r{attempt}"
         if options.warmup:
