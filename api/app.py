@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from databases import Database
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from api import (
     handlers,
     keys,
     logs,
+    metrics,
     middleware,
     openapi,
     paging,
@@ -58,6 +60,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
     reader = handlers.PatientReader()  # routed, and reached first through ItemReads
     db = store.open_database(settings)
     authenticator = _authenticator(settings, db)
+    # The router tries routes in order: the hottest come first (paths do not overlap, so the
+    # order changes nothing else).
+    routes: list[BaseRoute] = [
+        Route("/patients/{id}", reader, methods=["GET"], name="patient"),
+        Route("/patients", handlers.list_patients, methods=["GET"]),
+        Route("/patients", handlers.create_patient, methods=["POST"]),
+        Route("/patients/{id}", handlers.replace_patient, methods=["PUT"]),
+        Route("/patients/{id}", handlers.update_patient, methods=["PATCH"]),
+        Route("/patients/{id}", handlers.delete_patient, methods=["DELETE"]),
+        Route("/health", handlers.health, methods=["GET"]),
+        Route("/me", handlers.me, methods=["GET"]),
+        Route("/users", handlers.list_users, methods=["GET"]),
+        Route("/users/{id}", handlers.update_user, methods=["PATCH"]),
+        Route("/audit", handlers.list_audit, methods=["GET"]),
+        Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
+        Route("/docs", handlers.docs, methods=["GET"]),
+        Mount("/docs/assets", StaticFiles(directory=_swagger_ui_assets())),
+    ]
+    meter: metrics.Metrics | None = None
+    if settings.metrics:
+        routes.append(Route(metrics.PATH, handlers.scrape, methods=["GET"]))
+        meter = metrics.Metrics(routes, db, settings.metrics_token)
     edge = [
         Middleware(
             middleware.EdgeMiddleware,
@@ -65,7 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             allow_any="*" in settings.cors_origins,
             allow_credentials=settings.cors_allow_credentials,
             expose_headers=EXPOSED_HEADERS,
-            failure_response=_failure_response,
+            failure_response=_failure_handler(meter),
+            metrics=meter,
         )
     ]
     if authenticator is not None:
@@ -73,24 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(auth.Authenticate, authenticator=authenticator, public=auth.is_public)
         )
     app = Starlette(
-        # The router tries routes in order: the hottest come first (paths do not overlap, so
-        # the order changes nothing else).
-        routes=[
-            Route("/patients/{id}", reader, methods=["GET"], name="patient"),
-            Route("/patients", handlers.list_patients, methods=["GET"]),
-            Route("/patients", handlers.create_patient, methods=["POST"]),
-            Route("/patients/{id}", handlers.replace_patient, methods=["PUT"]),
-            Route("/patients/{id}", handlers.update_patient, methods=["PATCH"]),
-            Route("/patients/{id}", handlers.delete_patient, methods=["DELETE"]),
-            Route("/health", handlers.health, methods=["GET"]),
-            Route("/me", handlers.me, methods=["GET"]),
-            Route("/users", handlers.list_users, methods=["GET"]),
-            Route("/users/{id}", handlers.update_user, methods=["PATCH"]),
-            Route("/audit", handlers.list_audit, methods=["GET"]),
-            Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
-            Route("/docs", handlers.docs, methods=["GET"]),
-            Mount("/docs/assets", StaticFiles(directory=_swagger_ui_assets())),
-        ],
+        routes=routes,
         middleware=[
             *edge,
             Middleware(middleware.GZipWhenAskedMiddleware, minimum_size=GZIP_MINIMUM_BYTES),
@@ -113,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.openapi = openapi.document(VERSION, signed_in=authenticator is not None)
     app.state.db = db
     app.state.authenticator = authenticator
+    app.state.metrics = meter
     return app
 
 
@@ -159,12 +168,37 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     await store.disconnect(app.state.db, settings.shutdown_timeout_seconds)
 
 
-def _failure_response(error: Exception, request_id: str | None) -> Response:
+def _failure_handler(meter: metrics.Metrics | None) -> Callable[[Exception, str | None], Response]:
+    if meter is None:
+        return _failure_response
+    return functools.partial(_failure_response, count=meter.database_error)
+
+
+def _database_failure(error: Exception) -> str | None:
+    """The kind of database failure `error` is, named as the error code it is answered with
+    (metrics.DATABASE_FAILURES); None when it is none of them."""
+    if isinstance(error, store.PoolBusy):
+        return "server_busy"
+    if store.is_locked(error):
+        return "import_running"
+    if store.is_unavailable(error):
+        return "database_unavailable"
+    if store.is_busy(error):
+        return "database_busy"
+    return None
+
+
+def _failure_response(
+    error: Exception, request_id: str | None, count: Callable[[str], None] | None = None
+) -> Response:
     if isinstance(error, ClientDisconnect):
         # Normal on the web: the client went away mid-request. Nothing was written.
         LOG.info("client disconnected mid-request", extra={"request_id": request_id})
         return error_response(ApiError(400, "CLIENT_DISCONNECTED", "The client went away"))
-    if isinstance(error, store.PoolBusy):
+    kind = _database_failure(error)
+    if kind is not None and count is not None:
+        count(kind)
+    if kind == "server_busy":
         LOG.warning("busy: %s", error, extra={"request_id": request_id})
         busy = ApiError(
             503,
@@ -172,7 +206,7 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
             "The server is busy; retry after Retry-After seconds",
         )
         return error_response(busy, request_id, headers={"Retry-After": "1"})
-    if store.is_locked(error):
+    if kind == "import_running":
         LOG.info("patients locked by an import", extra={"request_id": request_id})
         locked = ApiError(
             503,
@@ -180,7 +214,7 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
             "An import holds the patient records; retry after Retry-After seconds",
         )
         return error_response(locked, request_id, headers={"Retry-After": "5"})
-    if store.is_unavailable(error):
+    if kind == "database_unavailable":
         LOG.warning(
             "database unavailable: %s", type(error).__name__, extra={"request_id": request_id}
         )
@@ -188,7 +222,7 @@ def _failure_response(error: Exception, request_id: str | None) -> Response:
             503, "DATABASE_UNAVAILABLE", "The database is unavailable; retry later"
         )
         return error_response(unavailable, request_id, headers={"Retry-After": "5"})
-    if store.is_busy(error):
+    if kind == "database_busy":
         LOG.warning("database busy: %s", type(error).__name__, extra={"request_id": request_id})
         busy = ApiError(503, "DATABASE_BUSY", "The database is busy; retry shortly")
         return error_response(busy, request_id, headers={"Retry-After": "2"})

@@ -26,8 +26,9 @@ READ = "patients:read"
 WRITE = "patients:write"
 DELETE = "patients:delete"
 ADMINISTER = "users:admin"
-# Routes a browser or an orchestrator reaches before anyone signs in.
-PUBLIC_PATHS = frozenset(("/health", "/docs", "/openapi.json"))
+# Routes a browser or an orchestrator reaches before anyone signs in. /metrics has its own
+# rule instead (METRICS_TOKEN): a scraper has no Entra ID token.
+PUBLIC_PATHS = frozenset(("/health", "/docs", "/openapi.json", "/metrics"))
 PUBLIC_PREFIX = "/docs/assets/"
 CHALLENGE = 'Bearer realm="patient-registry"'
 # A user's row is written (names, last seen) at most this often per instance; an admin right

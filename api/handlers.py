@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from api import audit, auth, paging, patients, query, store, users
+from api import audit, auth, metrics, paging, patients, query, store, users
 from api.responses import ApiError, JSONResponse, PartsResponse
 from api.settings import Settings
 
@@ -192,6 +192,19 @@ async def health(request: Request) -> Response:
             "waiting": pool.waiting,
         }
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def scrape(request: Request) -> Response:
+    """GET /metrics (METRICS=on): the Prometheus text format, behind METRICS_TOKEN when set."""
+    meter: metrics.Metrics = request.app.state.metrics
+    sent = auth.authorization(request.scope["headers"])
+    if not meter.allows(sent):
+        raise auth.unauthenticated(
+            "Send Authorization: Bearer <METRICS_TOKEN>", token_sent=bool(sent)
+        )
+    settings: Settings = request.app.state.settings
+    imports = await store.import_totals(_db(request), settings.health_timeout_seconds)
+    return Response(meter.exposition(imports), media_type=metrics.CONTENT_TYPE)
 
 
 async def me(request: Request) -> Response:

@@ -16,7 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import logs
+from api import logs, metrics
 from api.responses import ApiError, error_response
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ VARY = b"Accept-Encoding, Origin"
 # of them read answers with the user's cookies, so it is never an allowed origin.
 OPAQUE_ORIGIN = "null"
 HEALTH_PATH = "/health"
+# Polled every few seconds (compose and Render's health checks, Prometheus): their successes
+# are not logged, their failures are.
+QUIET_PATHS = frozenset((HEALTH_PATH, metrics.PATH))
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 COLLECTION = "/patients"
 TRAILING_SLASHES = re.compile(r"(?i)/patients/*")
@@ -74,7 +77,7 @@ class EdgeMiddleware:
     - any unhandled exception becomes the JSON error of `failure_response`, without internals,
       still carrying the CORS and request-id headers;
     - one access line, with the path but without the query string: queries carry patients'
-      names.
+      names; and, with METRICS=on, the request counted by its route's template (api.metrics).
     """
 
     def __init__(
@@ -86,8 +89,10 @@ class EdgeMiddleware:
         allow_credentials: bool,
         expose_headers: Collection[str],
         failure_response: Callable[[Exception, str | None], Response],
+        metrics: metrics.Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.allowed: Callable[[str], bool] = (
             (lambda _: True) if allow_any else frozenset(origins).__contains__
         )
@@ -127,6 +132,8 @@ class EdgeMiddleware:
                 message["headers"] = [*_with_vary(headers, VARY), *extra_headers]
             await send(message)
 
+        if self.metrics is not None:
+            self.metrics.started()
         try:
             if oversized is not None:
                 await error_response(oversized, request_id)(scope, receive, respond)
@@ -141,14 +148,16 @@ class EdgeMiddleware:
                     failure = self.failure_response(error, request_id)
                     await failure(scope, receive, respond)
         finally:
-            # compose and Render poll /health every few seconds: only its failures are logged.
-            if status != 200 or scope["path"] != HEALTH_PATH:
+            elapsed = time.perf_counter() - started_at
+            if self.metrics is not None:
+                self.metrics.finished(scope["method"], scope["path"], status, elapsed)
+            if status != 200 or scope["path"] not in QUIET_PATHS:
                 caller = scope["state"].get("caller")  # api.auth.Caller, set by sign-in
                 logs.access(
                     scope["method"],
                     scope["path"],
                     status,
-                    round((time.perf_counter() - started_at) * 1000, 2),
+                    round(elapsed * 1000, 2),
                     request_id,
                     user_id=None if caller is None else caller.user_id,
                 )

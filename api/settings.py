@@ -24,6 +24,9 @@ ENTRA_V1_ISSUER_HOST = "https://sts.windows.net"
 # Tenant names Entra accepts in place of a tenant id for discovery (multi-tenant apps).
 MULTI_TENANT_NAMES = ("common", "organizations")
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A bearer token's characters (RFC 6750's b64token): it goes verbatim into a scraper's header.
+METRICS_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
+METRICS_TOKEN_MIN_LENGTH = 32  # e.g. `openssl rand -hex 16`, or longer
 
 
 class SettingsError(ValueError):
@@ -51,6 +54,8 @@ class Settings:
     entra: EntraSettings | None = None
     admin_object_ids: frozenset[str] = frozenset()
     audit_trail: bool = True
+    metrics: bool = False
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)  # a secret
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -81,6 +86,8 @@ class Settings:
             entra=EntraSettings.from_environ(environ) if auth_mode == "entra" else None,
             admin_object_ids=frozenset(_guids("ADMIN_OBJECT_IDS", get("ADMIN_OBJECT_IDS", ""))),
             audit_trail=_bool("AUDIT_TRAIL", get("AUDIT_TRAIL", "true")),
+            metrics=_bool("METRICS", get("METRICS", "off")),
+            metrics_token=_metrics_token(get("METRICS_TOKEN", "")),
         )
         settings.check()
         return settings
@@ -127,6 +134,11 @@ class Settings:
             self.entra.check_production()
         if not self.audit_trail:
             raise SettingsError("AUDIT_TRAIL=false is for development only, not APP_ENV=production")
+        if self.metrics and self.metrics_token is None:
+            raise SettingsError(
+                "METRICS=on would show the service's metrics to anyone who can reach the API: "
+                "set METRICS_TOKEN for APP_ENV=production (the scraper sends it as a bearer token)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +245,19 @@ def _origins(raw: str) -> tuple[str, ...]:
                 f"CORS_ORIGINS entry {origin!r} must start with http:// or https://"
             )
     return origins
+
+
+def _metrics_token(raw: str) -> str | None:
+    """METRICS_TOKEN: None when unset; else a long bearer token (its value is never echoed)."""
+    token = raw.strip()
+    if not token:
+        return None
+    if len(token) < METRICS_TOKEN_MIN_LENGTH or not METRICS_TOKEN.fullmatch(token):
+        raise SettingsError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters of letters, "
+            "digits and ._~+/=- (e.g. the output of `openssl rand -hex 32`)"
+        )
+    return token
 
 
 def _items(raw: str) -> list[str]:

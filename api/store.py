@@ -108,6 +108,12 @@ IMPORT_RUNNING = """SELECT EXISTS (
       AND mode IN ('ShareRowExclusiveLock', 'AccessExclusiveLock')
 )"""
 RETRY_INTERVAL_SECONDS = 1.0
+# The buckets of an import's `counts` (seed.importer.BUCKETS; a test keeps them equal).
+IMPORT_BUCKETS = ("inserted", "updated", "unchanged", "rejected")
+# One row per mode over import_runs, which grows by one row per import: cheap for any scrape.
+IMPORT_TOTALS = f"""SELECT mode, count(*) AS runs, extract(epoch FROM max(started_at)) AS last,
+       {", ".join(f"COALESCE(sum((counts ->> '{b}')::bigint), 0)" for b in IMPORT_BUCKETS)}
+FROM import_runs GROUP BY mode ORDER BY mode"""
 CONSTRAINT_FIELDS = {"patients_pkey": "id", "patients_patient_id_key": "patientID"}
 
 
@@ -121,6 +127,17 @@ class DuplicatePatient(Exception):
     def __init__(self, field: str) -> None:
         self.field = field
         super().__init__(f"a patient with this {field} already exists")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportTotals:
+    """Every recorded import of one mode: how many, the last one's start, and the records of
+    each of IMPORT_BUCKETS."""
+
+    mode: str
+    runs: int
+    last_started: float  # Unix time
+    records: tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +305,22 @@ async def import_running(db: Database, within: float) -> bool | None:
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError, PoolBusy):
         return None
     return answer
+
+
+async def import_totals(db: Database, within: float) -> list[ImportTotals] | None:
+    """The import log summed by mode; None when PostgreSQL did not answer within `within`
+    seconds, or every connection is busy (a scrape does not wait in line behind requests)."""
+    pool = pool_state(db)
+    if pool is None or pool.saturated:
+        return None
+    try:
+        rows = await asyncio.wait_for(_read_all(db, IMPORT_TOTALS), within)
+    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError, PoolBusy):
+        return None
+    return [
+        ImportTotals(row[0], row[1], float(row[2]), tuple(int(count) for count in row[3:]))
+        for row in rows
+    ]
 
 
 def is_busy(error: BaseException) -> bool:

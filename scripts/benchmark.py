@@ -6,7 +6,8 @@ json-server, our API started exactly as production starts it (`sh docker/serve`)
 GET by id also runs on our API signed in (AUTH_MODE=entra, trusting a local OpenID provider from
 scripts/localoidc.py, a user's bearer token on every request); that needs Node.js and npm.
 POST and PATCH also run on our API without its audit trail (AUDIT_TRAIL=false), on its own copy
-of the same database, to show what writing an audit event with every change costs.
+of the same database, to show what writing an audit event with every change costs. GET by id
+also runs on our API with METRICS=on, to show what counting every request costs.
 It measures what users send: the searches are terms typed into a search box, a few unanchored
 letters chosen from each size's own records (fixed seed; each matching 1-30 % of the records, one
 rare term matching ~1 %), and the original frontend loads the whole list, many clients at once
@@ -108,9 +109,11 @@ SIGNED_IN_USER = "reader"
 TOKEN_TTL_SECONDS = 6 * 3600  # the one token of a run must outlive the run
 UNAUDITED = "unaudited"  # our API with AUDIT_TRAIL=false, on its own copy of the database
 UNAUDITED_ENV = {"AUDIT_TRAIL": "false"}
+METERED = "metrics-on"  # our API with METRICS=on (ours runs with the default, off)
+METERED_ENV = {"METRICS": "on"}
 # The servers measured alternately, in this order, for --rounds rounds (median of each).
 ROUNDS = {
-    "get_by_id": ("ours", "ceiling", SIGNED_IN),
+    "get_by_id": ("ours", "ceiling", SIGNED_IN, METERED),
     "post": ("ours", UNAUDITED),
     "patch": ("ours", UNAUDITED),
 }
@@ -297,6 +300,7 @@ TARGETS = (
 # (scenario, server, against, minimum server/against) at every size: servers besides json-server
 SIDE_TARGETS = (
     ("get_by_id", SIGNED_IN, "ours", 0.8),
+    ("get_by_id", METERED, "ours", 0.9),
     ("post", "ours", UNAUDITED, 0.7),
     ("patch", "ours", UNAUDITED, 0.7),
 )
@@ -745,6 +749,31 @@ def unaudited_api(
             yield server
 
 
+@contextlib.contextmanager
+def metered_api(database_url: str, workdir: pathlib.Path, instances: int) -> Iterator[Server]:
+    """Our API with METRICS=on; it must answer /metrics, so the setting took effect, and it
+    says how many GET by id it counted when the run ends."""
+    with our_api(database_url, workdir, instances, name=METERED, settings=METERED_ENV) as server:
+        counted_gets(server)
+        yield server
+        say(f"{METERED} counted {counted_gets(server):,.0f} answered GET /patients/{{id}}")
+
+
+def counted_gets(server: Server) -> float:
+    """The 200s to GET /patients/{id} that `server`'s /metrics counted."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        text = response.read().decode()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchmarkError(f"{server.name} answered {response.status} to GET /metrics")
+    sample = 'registry_http_requests_total{method="GET",route="/patients/{id}",status="200"} '
+    return sum(float(line[len(sample) :]) for line in text.splitlines() if line.startswith(sample))
+
+
 def ceiling_app(
     database_url: str, workdir: pathlib.Path, instances: int
 ) -> contextlib.AbstractContextManager[Server]:
@@ -1189,7 +1218,11 @@ def run_scenarios(
 def alike(scenario: Scenario, servers: dict[str, Server]) -> list[Server]:
     """Who must answer the sample alike: json-server (when there) and ours, and for GET by id
     signed-in too (the ceiling is left out: it sends the stored JSON as it is)."""
-    names = ("json-server", "ours", SIGNED_IN) if scenario is GET_BY_ID else ("json-server", "ours")
+    names = (
+        ("json-server", "ours", SIGNED_IN, METERED)
+        if scenario is GET_BY_ID
+        else ("json-server", "ours")
+    )
     return [servers[name] for name in names if name in servers]
 
 
@@ -1256,6 +1289,8 @@ def run_size(
                     headers=sign_in.headers,
                 )
                 servers[SIGNED_IN] = stack.enter_context(signed_in)
+            if GET_BY_ID.key in options.scenarios:
+                servers[METERED] = stack.enter_context(metered_api(url, workdir, options.instances))
             if bin_js is not None:
                 reference = json_server(bin_js, workdir / "db.json", workdir)
                 servers["json-server"] = stack.enter_context(reference)
@@ -1430,6 +1465,9 @@ def side_lines(results: dict[str, Any]) -> list[str]:
     if signed_in := results.get(SIGNED_IN):
         value = ratio(signed_in, ours)
         lines.append(side_line(SIGNED_IN, signed_in, value, f"{SIGNED_IN} / ours"))
+    if metered := results.get(METERED):
+        value = ratio(metered, ours)
+        lines.append(side_line(METERED, metered, value, f"{METERED} / ours (metrics off)"))
     if unaudited := results.get(UNAUDITED):
         value = ratio(ours, unaudited)
         lines.append(side_line(UNAUDITED, unaudited, value, f"ours / {UNAUDITED}"))
@@ -1523,6 +1561,9 @@ def preamble(options: Options, wrk: str, sign_in: SignIn | None) -> str:
             "GET by id on "
             f"ours and on the ceiling alternate for {options.rounds} rounds, median of each",
             signed_in_line(sign_in),
+            f"{METERED}: ours again, with METRICS=on (every request counted by route template, "
+            "method and status, its latency observed); GET by id only, its rounds alternating "
+            "with ours (METRICS off, the default), the ceiling and signed-in",
             unaudited_line(options),
             "json-server 0.17.4: its defaults (request log on, to a file)",
             "req/s: 2xx answers per second (errors: non-2xx answers and socket errors)",

@@ -96,6 +96,7 @@ def test_production_with_explicit_settings_starts() -> None:
             "ENTRA_AUTHORITY_HOST must be an https",
             id="an authority over plain http",
         ),
+        pytest.param({"METRICS": "on"}, "METRICS_TOKEN", id="metrics on without a token"),
     ],
 )
 def test_production_refuses_unsafe_settings(overrides: dict[str, str], message: str) -> None:
@@ -114,11 +115,32 @@ def test_production_refuses_unsafe_settings(overrides: dict[str, str], message: 
         pytest.param({"DB_TIMEOUT_SECONDS": "0"}, "between", id="a zero timeout"),
         pytest.param({"LOG_LEVEL": "loud"}, "LOG_LEVEL", id="an unknown log level"),
         pytest.param({"DB_POOLER": "pgpool"}, "DB_POOLER", id="a pooler we do not support"),
+        pytest.param({"METRICS": "maybe"}, "METRICS must be true or false", id="vague metrics"),
+        pytest.param({"METRICS_TOKEN": "x" * 31}, "METRICS_TOKEN", id="a short metrics token"),
+        pytest.param(
+            {"METRICS_TOKEN": "a" * 32 + " b"}, "METRICS_TOKEN", id="a metrics token with a space"
+        ),
     ],
 )
 def test_from_environ_names_the_bad_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_environ(environ)
+
+
+def test_metrics_are_off_unless_asked_and_open_in_development() -> None:
+    assert not Settings.from_environ({}).metrics
+    assert not Settings.from_environ(PRODUCTION).metrics
+    development = Settings.from_environ({"METRICS": "on"})
+    assert development.metrics
+    assert development.metrics_token is None
+
+
+def test_production_serves_metrics_with_a_token_that_never_shows_in_a_repr() -> None:
+    token = "9f2c" * 16
+    settings = Settings.from_environ({**PRODUCTION, "METRICS": "on", "METRICS_TOKEN": token})
+    assert settings.metrics
+    assert settings.metrics_token == token
+    assert token not in repr(settings)
 
 
 def test_production_allows_anonymous_access_only_when_asked() -> None:
