@@ -31,16 +31,19 @@ class Coalescer(Generic[T]):
         self._waiting: dict[Hashable, asyncio.Task[T]] = {}
 
     async def run(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-        task = self._waiting.get(key)
-        if task is None:
-            running = self._running.get(key)
-            if running is None:
-                task = self._spawn(self._lead(key, fetch))
-                self._running[key] = task
-            else:
-                task = self._spawn(self._follow(key, running, fetch))
-                self._waiting[key] = task
-        return await asyncio.shield(task)
+        return await asyncio.shield(self._waiting.get(key) or self._start(key, fetch))
+
+    def _start(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """A new batch. Not part of run(): a waiting reader's frame must not hold the running
+        task, whose answer (megabytes) would then outlive its own readers."""
+        running = self._running.get(key)
+        if running is None:
+            task = self._spawn(self._lead(key, fetch))
+            self._running[key] = task
+        else:
+            task = self._spawn(self._follow(key, running, fetch))
+            self._waiting[key] = task
+        return task
 
     @property
     def keys_in_flight(self) -> int:
@@ -57,6 +60,7 @@ class Coalescer(Generic[T]):
         self, key: Hashable, running: asyncio.Task[T], fetch: Callable[[], Awaitable[T]]
     ) -> T:
         await asyncio.wait([running])  # its outcome is its own readers'
+        del running  # nor may this batch keep the answer before it alive
         current = asyncio.current_task()
         assert current is not None
         del self._waiting[key]  # from now on, new readers wait for this query to end

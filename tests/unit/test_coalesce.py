@@ -1,5 +1,6 @@
 import asyncio
 import itertools
+import weakref
 
 import pytest
 
@@ -138,3 +139,42 @@ def test_every_reader_gets_an_answer(readers: int) -> None:
         return await asyncio.gather(*(shared.run("k", fetch) for _ in range(readers)))
 
     assert asyncio.run(scenario()) == [42] * readers
+
+
+class Answer:
+    """An answer that can be watched for being freed (a list of megabytes, in the service)."""
+
+
+def test_an_answer_is_freed_once_its_readers_are_done_while_the_next_query_runs() -> None:
+    """The next batch (and its readers) must not keep the previous batch's answer alive: lists
+    take their bytes from a budget until freed, and the next query waits for that budget."""
+
+    async def scenario() -> None:
+        shared: Coalescer[Answer] = Coalescer()
+        release_first, release_second = asyncio.Event(), asyncio.Event()
+        seen: list[weakref.ref[Answer]] = []
+
+        async def fetch(release: asyncio.Event) -> Answer:
+            await release.wait()
+            answer = Answer()
+            seen.append(weakref.ref(answer))
+            return answer
+
+        async def read(release: asyncio.Event) -> None:
+            answer = await shared.run("k", lambda: fetch(release))
+            assert isinstance(answer, Answer)  # sent, then let go of
+
+        first = asyncio.ensure_future(read(release_first))
+        await settle()
+        second = asyncio.ensure_future(read(release_second))
+        await settle()
+        release_first.set()
+        await first
+        await settle()
+
+        assert not second.done()  # the second query still runs
+        assert seen[0]() is None
+        release_second.set()
+        await second
+
+    asyncio.run(scenario())
