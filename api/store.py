@@ -361,8 +361,9 @@ async def list_patients(db: Database, listing: query.ListQuery) -> tuple[list[by
     if limit is not None and limit <= SMALL_WINDOW_ROWS:
         rows = await _shared_read(db, statement)
         return _parts(rows), rows[0]["total"]
-    key = (db, statement.sql, repr(statement.params))
-    return await SHARED_LISTS.run(key, lambda: _guarded(_read_long_list(db, statement)))
+    return await SHARED_LISTS.run(
+        _shared_key(db, statement), lambda: _guarded(_read_long_list(db, statement))
+    )
 
 
 def _parts(rows: list[asyncpg.Record]) -> list[bytes]:
@@ -381,7 +382,7 @@ async def _read_long_list(
     parts = ListParts()
     weakref.finalize(parts, lambda: pool.list_memory.give_back(held[0]))
     try:
-        rows = await _fetch_parts(pool, statement, held)
+        rows = await _fetch_parts(db, statement, held)
     except BaseException:
         # Now, not when the traceback (which holds `parts`) is collected.
         pool.list_memory.give_back(held[0])
@@ -392,44 +393,58 @@ async def _read_long_list(
 
 
 async def _fetch_parts(
-    pool: _BoundedPool, statement: sqlquery.Statement, held: list[int]
+    db: Database, statement: sqlquery.Statement, held: list[int]
 ) -> list[asyncpg.Record]:
-    memory = pool.list_memory
-    rows: list[asyncpg.Record] = []
+    pool: _BoundedPool = db._backend._pool  # see connect()
     try:
-        async with pool.acquire() as connection, connection.transaction(readonly=True):
-            # An SQL cursor, not asyncpg's cursor(), which names a prepared statement that
-            # PgBouncer's transaction pooling would strand on one server connection.
-            declare = f"DECLARE list_parts NO SCROLL CURSOR FOR {statement.sql}"
-            await connection.execute(declare, *statement.params)
-            while len(rows) % PARTS_PER_FETCH == 0:
-                await memory.take(FETCH_BYTES, held[0], pool.within)
-                held[0] += FETCH_BYTES
-                batch = await connection.fetch(FETCH_PARTS)
-                unused = FETCH_BYTES - sum(len(row["part"]) for row in batch)
-                memory.give_back(unused)
-                held[0] -= unused
-                rows.extend(batch)
-                if not batch:
-                    break
-            pool.answered_at = time.monotonic()
+        return await _answer(
+            db, lambda connection: _cursor_parts(connection, pool, statement, held)
+        )
     except budget.TooLarge:
         raise ListTooLarge from None
     except budget.BudgetBusy:
         raise PoolBusy("the list memory budget (LIST_MEMORY_MB) in use") from None
-    except asyncpg.PostgresError:
-        pool.answered_at = time.monotonic()  # an error message is an answer too
-        raise
+
+
+async def _cursor_parts(
+    connection: asyncpg.Connection,
+    pool: _BoundedPool,
+    statement: sqlquery.Statement,
+    held: list[int],
+) -> list[asyncpg.Record]:
+    """The statement's rows through an SQL cursor, each batch's bytes taken from the pool's list
+    memory budget first. Not asyncpg's cursor(), which names a prepared statement that
+    PgBouncer's transaction pooling would strand on one server connection."""
+    memory = pool.list_memory
+    rows: list[asyncpg.Record] = []
+    async with connection.transaction(readonly=True):
+        declare = f"DECLARE list_parts NO SCROLL CURSOR FOR {statement.sql}"
+        await connection.execute(declare, *statement.params)
+        while len(rows) % PARTS_PER_FETCH == 0:
+            await memory.take(FETCH_BYTES, held[0], pool.within)
+            held[0] += FETCH_BYTES
+            batch = await connection.fetch(FETCH_PARTS)
+            unused = FETCH_BYTES - sum(len(row["part"]) for row in batch)
+            memory.give_back(unused)
+            held[0] -= unused
+            rows.extend(batch)
+            if not batch:
+                break
     return rows
 
 
 async def _shared_read(db: Database, statement: sqlquery.Statement) -> list[asyncpg.Record]:
     """The rows of a small list or a count statement, shared with the identical reads that
     arrive meanwhile."""
-    key = (db, statement.sql, repr(statement.params))
     return await SHARED_READS.run(
-        key, lambda: _guarded(_read_all(db, statement.sql, *statement.params))
+        _shared_key(db, statement),
+        lambda: _guarded(_read_all(db, statement.sql, *statement.params)),
     )
+
+
+def _shared_key(db: Database, statement: sqlquery.Statement) -> tuple[Any, ...]:
+    """Reads share a query when they ask the same database the same statement."""
+    return (db, statement.sql, repr(statement.params))
 
 
 async def fetch_patient(db: Database, patient_id: int) -> str | None:
